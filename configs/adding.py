@@ -1,0 +1,63 @@
+"""The adding problem (IRNN paper 4.1, IndRNN paper 4.1).
+
+  python -m experiments.main --config=configs/adding.py:indrnn --workdir=runs/adding
+  --config.data.seq_len=1000 sets T; the IndRNN u bound MAG^(1/T) follows it.
+
+Variants: indrnn (2 x 128), irnn (1 x 100), lstm (1 x 128), rnn (tanh, 1 x 128).
+A "_paper" suffix trains for the paper's budget instead of the CPU one.
+"""
+
+from irnn_jax import configlib
+
+VARIANTS = ("indrnn", "irnn", "lstm", "rnn")
+
+
+def get_config(variant: str = "indrnn"):
+  cell, _, size = variant.partition("_")
+  if cell not in VARIANTS or size not in ("", "paper"):
+    raise ValueError(f"unknown adding variant {variant!r}; choose from {VARIANTS}"
+                     " with an optional _paper suffix")
+  c = configlib.base_config()
+  c.data.name = "adding"
+  c.data.seq_len = 100
+  c.data.batch_size = 50
+  c.data.eval_examples = 1000
+  c.data.eval_batch_size = 500
+  c.model.cell = cell
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 2e-4
+  c.train.num_steps = 1500
+  c.train.log_every = 50
+  c.train.eval_every = 250
+  c.train.checkpoint_every = 250
+
+  if cell == "indrnn":  # Li et al. 2018: 2 layers of 128, |u| <= 2^(1/T).
+    c.model.num_layers = 2
+    c.model.hidden_size = 128
+    c.model.input_init = "glorot"
+    c.model.u_max_magnitude = 2.0
+    c.model.last_layer_u = "near_one"
+    c.optimizer.clip_global_norm = 10.0
+  elif cell == "irnn":  # Le et al. 2015: 100 units, W_h = I, W_x ~ N(0, 0.001).
+    c.model.num_layers = 1
+    c.model.hidden_size = 100
+    c.model.identity_scale = 1.0
+    c.model.input_std = 0.001
+    c.optimizer.clip_global_norm = 1.0
+  else:  # LSTM and tanh RNN baselines: 1 layer of 128.
+    c.model.num_layers = 1
+    c.model.hidden_size = 128
+    c.model.input_init = "glorot"
+    c.optimizer.clip_global_norm = 10.0
+
+  if size == "paper":
+    c.train.num_steps = 50_000
+    c.train.eval_every = 1000
+    c.train.checkpoint_every = 1000
+  return c
+
+
+def get_sweep(variant: str = "indrnn"):
+  """The IndRNN paper's Figure 2 lengths."""
+  del variant
+  return [{"data.seq_len": t} for t in (100, 500, 1000, 5000)]

@@ -1,0 +1,1 @@
+"""irnn_jax: recurrent networks for long-range dependencies (IRNN, IndRNN) in JAX/Flax."""

@@ -1,0 +1,128 @@
+"""Recurrent cells as Flax modules.
+
+A cell has two halves, so that layers can put batch norm between them:
+  `project(x[T, B, D]) -> z[T, B, G*H]`: one matrix product for all steps;
+  `recur(z, state) -> (h[T, B, H], final_state)`: the `lax.scan` time loop.
+`cell(x, state)` runs both.
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from irnn_jax import initializers as inits
+from irnn_jax import recurrences
+
+CELL_KINDS = ("irnn", "indrnn", "rnn", "lstm", "gru")
+NUM_GATES = {"irnn": 1, "indrnn": 1, "rnn": 1, "lstm": 4, "gru": 3}
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "identity": lambda x: x,
+    "leaky_relu": jax.nn.leaky_relu,
+}
+DEFAULT_ACTIVATION = {"irnn": "relu", "indrnn": "relu", "rnn": "tanh"}
+
+
+@dataclasses.dataclass(frozen=True)
+class CellSpec:
+  """Everything that defines a cell and its initialisation."""
+  kind: str = "indrnn"
+  hidden_size: int = 128
+  activation: str = ""  # "" -> the cell's default (relu for IRNN/IndRNN).
+  input_init: str = "normal"  # "normal" (N(0, input_std)) or "glorot".
+  input_std: float = 0.001
+  identity_scale: float = 1.0  # IRNN: W_h = identity_scale * I.
+  recurrent_init: str = "orthogonal"  # tanh RNN, LSTM, GRU: "orthogonal" or "normal".
+  recurrent_std: float = 0.01  # Std for recurrent_init="normal".
+  u_init: str = "uniform"  # IndRNN: "uniform" (U(u_low, u_high)) or "constant".
+  u_low: float = 0.0
+  u_high: float = 1.0
+  u_value: float = 1.0
+  forget_bias: float = 1.0  # LSTM forget-gate bias.
+  unroll: int = 1  # lax.scan unroll factor.
+
+
+def _input_kernel_init(spec: CellSpec):
+  if spec.input_init == "normal":
+    return jax.nn.initializers.normal(spec.input_std)
+  if spec.input_init == "glorot":
+    return jax.nn.initializers.glorot_uniform()
+  raise ValueError(f"unknown input_init {spec.input_init!r}")
+
+
+def _recurrent_kernel_init(spec: CellSpec):
+  if spec.kind == "irnn":
+    return inits.scaled_identity(spec.identity_scale)
+  if spec.recurrent_init == "orthogonal":
+    block = jax.nn.initializers.orthogonal()
+  elif spec.recurrent_init == "normal":
+    block = jax.nn.initializers.normal(spec.recurrent_std)
+  else:
+    raise ValueError(f"unknown recurrent_init {spec.recurrent_init!r}")
+  return inits.stacked(block, NUM_GATES[spec.kind])
+
+
+def _u_init(spec: CellSpec):
+  if spec.u_init == "uniform":
+    return inits.uniform_range(spec.u_low, spec.u_high)
+  if spec.u_init == "constant":
+    return inits.constant(spec.u_value)
+  raise ValueError(f"unknown u_init {spec.u_init!r}")
+
+
+class RecurrentCell(nn.Module):
+  """One recurrent cell of any kind in `CELL_KINDS`."""
+  spec: CellSpec
+
+  def setup(self):
+    s = self.spec
+    if s.kind not in CELL_KINDS:
+      raise ValueError(f"unknown cell {s.kind!r}; choose from {CELL_KINDS}")
+    h, gates = s.hidden_size, NUM_GATES[s.kind]
+    bias_init = (inits.gated_bias(h, 4, {1: s.forget_bias}) if s.kind == "lstm"
+                 else jax.nn.initializers.zeros)
+    self.input_projection = nn.Dense(
+        gates * h, kernel_init=_input_kernel_init(s), bias_init=bias_init)
+    if s.kind == "indrnn":
+      self.u = self.param("u", _u_init(s), (h,))
+    else:
+      self.recurrent_kernel = self.param(
+          "recurrent_kernel", _recurrent_kernel_init(s), (h, gates * h))
+    if s.kind == "gru":
+      self.recurrent_bias_n = self.param(
+          "recurrent_bias_n", jax.nn.initializers.zeros, (h,))
+
+  @property
+  def activation(self):
+    name = self.spec.activation or DEFAULT_ACTIVATION.get(self.spec.kind, "tanh")
+    return ACTIVATIONS[name]
+
+  def initial_state(self, batch_size: int, dtype=jnp.float32) -> Any:
+    zeros = jnp.zeros((batch_size, self.spec.hidden_size), dtype)
+    return (zeros, zeros) if self.spec.kind == "lstm" else zeros
+
+  def project(self, x):
+    """x[T, B, D] -> z[T, B, G*H], all time steps in one matrix product."""
+    return self.input_projection(x)
+
+  def recur(self, z, state=None):
+    """z[T, B, G*H] -> (h[T, B, H], final state)."""
+    if state is None:
+      state = self.initial_state(z.shape[1], z.dtype)
+    kind, unroll = self.spec.kind, self.spec.unroll
+    if kind == "indrnn":
+      return recurrences.elementwise_scan(z, self.u, state, self.activation, unroll)
+    if kind in ("irnn", "rnn"):
+      return recurrences.dense_scan(z, self.recurrent_kernel, state,
+                                    self.activation, unroll)
+    if kind == "lstm":
+      return recurrences.lstm_scan(z, self.recurrent_kernel, state, unroll)
+    return recurrences.gru_scan(z, self.recurrent_kernel, self.recurrent_bias_n,
+                                state, unroll)
+
+  def __call__(self, x, state=None):
+    return self.recur(self.project(x), state)

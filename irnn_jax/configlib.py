@@ -1,0 +1,133 @@
+"""The base config every experiment starts from, and its validation.
+
+Experiment files in `configs/` call `base_config()` and change what differs.
+`validate(config)` runs at the start of training and names the bad field.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from irnn_jax import cells, layers, models
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+SCHEDULES = ("constant", "step", "plateau")
+LAST_LAYER_U = ("same", "near_one", "one")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "adding"
+  c.data.dir = ""
+  c.data.seq_len = 100
+  c.data.batch_size = 50
+  c.data.eval_batch_size = 500
+  c.data.eval_examples = 1000
+
+  m = c.model = ml_collections.ConfigDict()
+  m.cell = "indrnn"  # One of cells.CELL_KINDS.
+  m.hidden_size = 128
+  m.num_layers = 2
+  m.connection = "plain"  # plain | residual | dense
+  m.block_size = 2  # Layers per residual or dense block.
+  m.bidirectional = False
+  m.norm = "none"  # none | sequence (stats over time and batch) | per_step
+  m.norm_position = "post"  # pre: on W x, before the activation; post: on h.
+  m.dropout = 0.0  # One mask per sequence, shared over time.
+  m.activation = ""  # "" -> relu for IRNN/IndRNN, tanh for rnn.
+  m.input_init = "normal"  # normal (N(0, input_std)) | glorot
+  m.input_std = 0.001
+  m.identity_scale = 1.0  # IRNN: W_h = scale * I.
+  m.recurrent_init = "orthogonal"  # rnn/lstm/gru: orthogonal | normal
+  m.recurrent_std = 0.01
+  m.u_init = "uniform"  # IndRNN: uniform U(u_low, u_high) | constant u_value
+  m.u_low = 0.0
+  m.u_high = config_dict.placeholder(float)  # None -> min(1, MAG^(1/T)).
+  m.u_value = 1.0
+  m.u_max_magnitude = 0.0  # MAG: |u| <= MAG^(1/T) after every update; 0 = off.
+  m.u_min = 0.0  # Lower bound on |u| after every update.
+  m.last_layer_u = "same"  # same | near_one (U(1-eps, 1+eps)) | one
+  m.last_layer_u_eps = 0.01
+  m.forget_bias = 1.0
+  m.embed_size = 0  # Language models: 0 -> hidden_size.
+  m.unroll = 1  # lax.scan unroll factor.
+
+  o = c.optimizer = ml_collections.ConfigDict()
+  o.name = "adam"  # sgd | adam | rmsprop
+  o.learning_rate = 2e-4
+  o.momentum = 0.0  # sgd and rmsprop.
+  o.nesterov = False
+  o.b1 = 0.9
+  o.b2 = 0.999
+  o.eps = 1e-8
+  o.rmsprop_decay = 0.9
+  o.weight_decay = 0.0  # L2 on kernels only: never on u, biases or norms.
+  o.clip_global_norm = 0.0  # 0 = off.
+  o.clip_value = 0.0  # Elementwise clipping; 0 = off.
+
+  s = c.schedule = ml_collections.ConfigDict()
+  s.name = "constant"  # constant | step | plateau
+  s.warmup_steps = 0
+  s.decay_every = 1000  # step: lr *= decay_factor every decay_every steps.
+  s.decay_factor = 0.1
+  s.plateau_metric = "test/loss"  # plateau: watched at every evaluation.
+  s.plateau_patience = 5  # Evaluations without improvement before a cut.
+  s.plateau_factor = 0.1
+  s.plateau_min_scale = 1e-3
+
+  t = c.train = ml_collections.ConfigDict()
+  t.num_steps = 2000
+  t.log_every = 50
+  t.eval_every = 500
+  t.checkpoint_every = 500
+  t.keep_checkpoints = 2
+  t.max_nonfinite_in_row = 20  # Skipped non-finite updates before stopping.
+  return c
+
+
+def require_positive(cfg: ml_collections.ConfigDict, field: str, prefix: str):
+  value = cfg[field]
+  if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+    raise ValueError(f"config.{prefix}.{field} must be positive, got {value!r}")
+
+
+def _require_choice(cfg, field: str, prefix: str, choices):
+  if cfg[field] not in choices:
+    raise ValueError(f"config.{prefix}.{field}: unknown value {cfg[field]!r}; "
+                     f"choose from {tuple(choices)}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raise ValueError naming the first bad field."""
+  m, o, s, t = config.model, config.optimizer, config.schedule, config.train
+  _require_choice(m, "cell", "model", cells.CELL_KINDS)
+  _require_choice(m, "connection", "model", models.CONNECTIONS)
+  _require_choice(m, "norm", "model", layers.NORMS)
+  _require_choice(m, "norm_position", "model", layers.NORM_POSITIONS)
+  _require_choice(m, "last_layer_u", "model", LAST_LAYER_U)
+  _require_choice(m, "u_init", "model", ("uniform", "constant"))
+  _require_choice(m, "input_init", "model", ("normal", "glorot"))
+  _require_choice(m, "recurrent_init", "model", ("orthogonal", "normal"))
+  if m.activation and m.activation not in cells.ACTIVATIONS:
+    raise ValueError(f"config.model.activation: unknown value {m.activation!r}; "
+                     f"choose from {tuple(cells.ACTIVATIONS)}")
+  for field in ("hidden_size", "num_layers", "block_size", "unroll"):
+    require_positive(m, field, "model")
+  if not 0.0 <= m.dropout < 1.0:
+    raise ValueError(f"config.model.dropout must be in [0, 1), got {m.dropout}")
+  if m.u_max_magnitude < 0 or m.u_min < 0:
+    raise ValueError("config.model.u_max_magnitude and u_min must be >= 0")
+  _require_choice(o, "name", "optimizer", OPTIMIZERS)
+  require_positive(o, "learning_rate", "optimizer")
+  for field in ("weight_decay", "clip_global_norm", "clip_value", "momentum"):
+    if o[field] < 0:
+      raise ValueError(f"config.optimizer.{field} must be >= 0, got {o[field]}")
+  _require_choice(s, "name", "schedule", SCHEDULES)
+  if s.name == "step":
+    require_positive(s, "decay_every", "schedule")
+  for field in ("num_steps", "log_every", "eval_every", "checkpoint_every",
+                "keep_checkpoints", "max_nonfinite_in_row"):
+    require_positive(t, field, "train")
+  require_positive(config.data, "batch_size", "data")

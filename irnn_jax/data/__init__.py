@@ -1,0 +1,21 @@
+"""Data sets. Each builder takes `config.data` and returns an object with:
+
+  task, input_dim, num_outputs, readout, vocab_size, seq_len  (what the model needs)
+  train_batch(step) -> dict of numpy arrays: the same batch for the same step,
+      so a resumed run sees the same data order;
+  eval_splits: names of the evaluation splits;
+  eval_batches(split) -> iterator of dicts, padded batches carrying "mask".
+"""
+
+from irnn_jax.data import adding
+
+BUILDERS = {
+    "adding": adding.build,
+}
+
+
+def build_dataset(data_cfg, seed: int):
+  if data_cfg.name not in BUILDERS:
+    raise ValueError(f"config.data.name: unknown data set {data_cfg.name!r}; "
+                     f"choose from {sorted(BUILDERS)}")
+  return BUILDERS[data_cfg.name](data_cfg, seed)

@@ -1,0 +1,48 @@
+"""Losses and metrics for each kind of task.
+
+`batch_metrics` returns sums and a count, so that evaluation can add batches
+(and padded examples, weighted 0 by `batch["mask"]`) before dividing.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+TASKS = ("regression", "classification", "language_model")
+
+
+def _weights(batch, shape):
+  mask = batch.get("mask")
+  if mask is None:
+    return jnp.ones(shape, jnp.float32)
+  return jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim)),
+                          shape).astype(jnp.float32)
+
+
+def batch_metrics(task: str, outputs: jax.Array, batch: dict) -> dict[str, jax.Array]:
+  """Summed metrics of one batch, plus "count" (examples, or tokens for LMs)."""
+  targets = batch["targets"]
+  if task == "regression":
+    w = _weights(batch, targets.shape)
+    err = (outputs[..., 0].astype(jnp.float32) - targets) ** 2
+    return {"loss": jnp.sum(w * err), "mse": jnp.sum(w * err), "count": w.sum()}
+  if task in ("classification", "language_model"):
+    w = _weights(batch, targets.shape)
+    nll = optax.softmax_cross_entropy_with_integer_labels(
+        outputs.astype(jnp.float32), targets)
+    correct = (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
+    return {"loss": jnp.sum(w * nll), "accuracy": jnp.sum(w * correct),
+            "count": w.sum()}
+  raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
+
+
+def mean_metrics(task: str, sums: dict) -> dict[str, float]:
+  """Divide summed metrics by their count and add derived ones (BPC, perplexity)."""
+  count = max(float(sums["count"]), 1.0)
+  means = {k: float(v) / count for k, v in sums.items() if k != "count"}
+  if task == "language_model":
+    means["bpc"] = means["loss"] / math.log(2.0)
+    means["perplexity"] = math.exp(min(means["loss"], 50.0))
+  return means

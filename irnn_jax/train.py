@@ -1,0 +1,277 @@
+"""The one training entry point: `train_and_evaluate(config, workdir)`.
+
+Everything a run produces lives in `workdir`: the resolved config
+(config.json), TensorBoard events, checkpoints/, and the final metrics
+(metrics.json). Running again with the same workdir resumes from the latest
+checkpoint and sees the same data order, because every batch and every dropout
+mask is a function of (seed, step).
+"""
+
+import json
+import os
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from irnn_jax import configlib, data, models, optim, parallel, tasks
+from irnn_jax.checkpoints import Checkpointer
+from irnn_jax.summary import MetricWriter
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  lr_scale: jax.Array  # Reduce-on-plateau factor on the scheduled rate.
+  plateau_best: jax.Array
+  plateau_count: jax.Array
+  bad_streak: jax.Array  # Non-finite updates in a row, all skipped.
+  skipped: jax.Array  # Non-finite updates skipped in total.
+  elapsed: jax.Array  # Seconds of training before the last checkpoint.
+
+
+def _variables(params, batch_stats):
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {
+      "params": params}
+
+
+def create_train_state(config, model, tx, sample_inputs) -> TrainState:
+  init_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
+  variables = jax.jit(lambda k, x: model.init(k, x, train=False))(init_key, sample_inputs)
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+      lr_scale=jnp.ones((), jnp.float32), plateau_best=jnp.full((), jnp.inf),
+      plateau_count=jnp.zeros((), jnp.int32), bad_streak=jnp.zeros((), jnp.int32),
+      skipped=jnp.zeros((), jnp.int32), elapsed=jnp.zeros((), jnp.float32))
+
+
+def make_train_step(config, model, tx, task: str, u_min: float, u_max: float) -> Callable:
+  """(state, batch) -> (state, metrics): one optax update, skipped when the
+  loss or any gradient is not finite."""
+  dropout_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+
+  def train_step(state: TrainState, batch):
+    rngs = {"dropout": jax.random.fold_in(dropout_key, state.step)}
+
+    def loss_fn(params):
+      (outputs, _), updated = model.apply(
+          _variables(params, state.batch_stats), batch["inputs"], train=True,
+          rngs=rngs, mutable=["batch_stats"])
+      sums = tasks.batch_metrics(task, outputs, batch)
+      return sums["loss"] / sums["count"], (sums, updated.get("batch_stats", {}))
+
+    (loss, (sums, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    lr = optim.base_learning_rate(config, state.step) * state.lr_scale
+    opt_state = optim.set_learning_rate(state.opt_state, lr)
+    updates, opt_state = tx.update(grads, opt_state, state.params)
+    params = optim.constrain_u(optax.apply_updates(state.params, updates), u_min, u_max)
+    keep_new = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    bad_streak = jnp.where(finite, 0, state.bad_streak + 1)
+    new_state = state.replace(
+        step=state.step + 1, params=keep_new(params, state.params),
+        batch_stats=keep_new(batch_stats, state.batch_stats),
+        opt_state=keep_new(opt_state, state.opt_state), bad_streak=bad_streak,
+        skipped=state.skipped + (1 - finite.astype(jnp.int32)))
+    metrics = {k: v / sums["count"] for k, v in sums.items() if k != "count"}
+    metrics.update(grad_norm=grad_norm, learning_rate=lr,
+                   skipped=1.0 - finite.astype(jnp.float32), bad_streak=bad_streak)
+    return new_state, metrics
+
+  return jax.jit(train_step, donate_argnums=0)
+
+
+def make_eval_step(model, task: str) -> Callable:
+  def eval_step(params, batch_stats, batch):
+    outputs, _ = model.apply(_variables(params, batch_stats), batch["inputs"],
+                             train=False)
+    return tasks.batch_metrics(task, outputs, batch)
+
+  return jax.jit(eval_step)
+
+
+def evaluate(eval_step, state: TrainState, dataset, split: str, mesh) -> dict:
+  totals = None
+  for batch in dataset.eval_batches(split):
+    sums = eval_step(state.params, state.batch_stats, parallel.shard_batch(batch, mesh))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  if totals is None:
+    raise ValueError(f"evaluation split {split!r} has no examples")
+  return tasks.mean_metrics(dataset.task, jax.device_get(totals))
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
+
+
+class _Progress:
+  """Averages the per-step metrics of one logging window and prints a line."""
+
+  def __init__(self, num_steps: int, start_step: int, max_bad_streak: int):
+    self.num_steps = num_steps
+    self.max_bad_streak = max_bad_streak
+    self.pending: list[tuple[int, dict]] = []
+    self.window_start = time.time()
+    self.window_step = start_step
+
+  def add(self, step: int, metrics: dict):
+    self.pending.append((step, metrics))
+
+  def flush(self, step: int, writer: MetricWriter) -> dict:
+    """Fetch pending metrics (one host sync), check the non-finite streak, write."""
+    fetched = jax.device_get(self.pending)
+    self.pending = []
+    for s, m in fetched:
+      if int(m["bad_streak"]) >= self.max_bad_streak:
+        raise FloatingPointError(
+            f"{int(m['bad_streak'])} non-finite updates in a row, the last at step "
+            f"{s}; all were skipped and the last checkpoint holds the last good "
+            "parameters. Lower the learning rate, clip gradients or add batch norm.")
+    if not fetched:
+      return {}
+    now = time.time()
+    rate = (step - self.window_step) / max(now - self.window_start, 1e-9)
+    self.window_start, self.window_step = now, step
+    means = {f"train/{k}": float(np.mean([m[k] for _, m in fetched]))
+             for k in fetched[0][1] if k not in ("skipped", "bad_streak")}
+    means["train/skipped_updates"] = float(sum(m["skipped"] for _, m in fetched))
+    means["train/steps_per_second"] = rate
+    writer.write_scalars(step, means)
+    eta = (self.num_steps - step) / max(rate, 1e-9)
+    shown = ", ".join(f"{k[6:]}={v:.4g}" for k, v in means.items()
+                      if k in ("train/loss", "train/accuracy", "train/grad_norm"))
+    logging.info("step %d/%d (%.1f%%) %s, %.2f steps/s, ETA %s", step,
+                 self.num_steps, 100.0 * step / self.num_steps, shown, rate,
+                 _format_duration(eta))
+    return means
+
+
+class _QuietLibraries:
+  """Drops info-level log lines of orbax (several per checkpoint)."""
+
+  def filter(self, record):
+    return record.levelno >= 30 or "/orbax/" not in record.pathname
+
+
+def _quiet_library_logs():
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
+    handler.addFilter(_QuietLibraries())
+
+
+def _save_json(path: str, payload: dict):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Train `config` in `workdir` (resuming if it holds a checkpoint).
+
+  Returns the final metrics, also written to workdir/metrics.json.
+  """
+  configlib.validate(config)
+  _quiet_library_logs()
+  os.makedirs(workdir, exist_ok=True)
+  dataset = data.build_dataset(config.data, config.seed)
+  model = models.build_model(config.model, seq_len=dataset.seq_len,
+                             num_outputs=dataset.num_outputs,
+                             readout=dataset.readout, vocab_size=dataset.vocab_size)
+  tx = optim.make_optimizer(config.optimizer)
+  mesh = parallel.data_mesh()
+  parallel.check_divisible(config.data.batch_size, "data.batch_size", mesh)
+  parallel.check_divisible(config.data.eval_batch_size, "data.eval_batch_size", mesh)
+  _save_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+
+  first_batch = dataset.train_batch(0)
+  state = parallel.replicate(
+      create_train_state(config, model, tx, first_batch["inputs"]), mesh)
+  t = config.train
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
+                              t.checkpoint_every, t.keep_checkpoints)
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore(state)
+    logging.info("Resumed from checkpoint at step %d in %s", int(state.step), workdir)
+  start_step = int(state.step)
+  param_count = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info("Model: %s, %d parameters; %d devices; task %s; steps %d -> %d",
+               config.model.cell, param_count, mesh.devices.size, dataset.task,
+               start_step, t.num_steps)
+
+  u_max = models.u_bound(config.model, dataset.seq_len)
+  train_step = make_train_step(config, model, tx, dataset.task,
+                               config.model.u_min, u_max)
+  eval_step = make_eval_step(model, dataset.task)
+  writer = MetricWriter(workdir, start_step)
+  progress = _Progress(t.num_steps, start_step, t.max_nonfinite_in_row)
+  session_start = time.time()
+  elapsed_before = float(state.elapsed)
+  train_means, eval_results = {}, {}
+
+  def run_evaluation(step):
+    nonlocal state
+    eval_start = time.time()
+    results = {}
+    for split in dataset.eval_splits:
+      for k, v in evaluate(eval_step, state, dataset, split, mesh).items():
+        results[f"{split}/{k}"] = v
+    writer.write_scalars(step, results)
+    logging.info("eval at step %d: %s", step,
+                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(results.items())))
+    if config.schedule.name == "plateau":
+      metric = config.schedule.plateau_metric
+      if metric not in results:
+        raise ValueError(f"config.schedule.plateau_metric={metric!r} is not one of "
+                         f"the evaluation metrics {sorted(results)}")
+      best, count, scale = optim.plateau_update(
+          config, results[metric], float(state.plateau_best),
+          int(state.plateau_count), float(state.lr_scale))
+      state = state.replace(**parallel.replicate(
+          {"plateau_best": jnp.float32(best), "plateau_count": jnp.int32(count),
+           "lr_scale": jnp.float32(scale)}, mesh))
+    progress.window_start += time.time() - eval_start  # Not training time.
+    return results
+
+  try:
+    for step in range(start_step, t.num_steps):
+      batch = first_batch if step == 0 else dataset.train_batch(step)
+      state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
+      progress.add(step + 1, metrics)
+      done = step + 1
+      last = done == t.num_steps
+      if done % t.log_every == 0 or last or done % t.checkpoint_every == 0:
+        train_means = progress.flush(done, writer) or train_means
+      if done % t.eval_every == 0 or last:
+        eval_results = run_evaluation(done)
+      if done % t.checkpoint_every == 0 or last:
+        elapsed = elapsed_before + time.time() - session_start
+        state = state.replace(elapsed=parallel.replicate(jnp.float32(elapsed), mesh))
+        checkpointer.save(done, state, force=last)
+    if start_step >= t.num_steps:
+      eval_results = run_evaluation(start_step)
+  finally:
+    writer.close()
+    checkpointer.close()
+
+  final = {"step": int(state.step), "skipped_updates": int(state.skipped),
+           "train_seconds": elapsed_before + time.time() - session_start,
+           "parameters": int(param_count), **train_means, **eval_results}
+  _save_json(os.path.join(workdir, "metrics.json"), final)
+  logging.info("Done: %s", ", ".join(f"{k}={v:.4g}" for k, v in eval_results.items()))
+  return final
