@@ -34,7 +34,6 @@ def get_config(variant: str = "indrnn"):
   if cell == "indrnn":  # Li et al. 2018: 2 layers of 128, |u| <= 2^(1/T).
     c.model.num_layers = 2
     c.model.hidden_size = 128
-    c.model.input_init = "glorot"
     c.model.u_max_magnitude = 2.0
     c.model.last_layer_u = "near_one"
     c.optimizer.clip_global_norm = 10.0

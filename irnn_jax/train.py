@@ -189,7 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   configlib.validate(config)
   _quiet_library_logs()
   os.makedirs(workdir, exist_ok=True)
-  dataset = data.build_dataset(config.data, config.seed)
+  dataset = data.build_dataset(config.data, config.seed, workdir)
   model = models.build_model(config.model, seq_len=dataset.seq_len,
                              num_outputs=dataset.num_outputs,
                              readout=dataset.readout, vocab_size=dataset.vocab_size)

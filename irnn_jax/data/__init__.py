@@ -14,8 +14,9 @@ BUILDERS = {
 }
 
 
-def build_dataset(data_cfg, seed: int):
+def build_dataset(data_cfg, seed: int, workdir: str):
+  """`workdir` is where a data set keeps what must survive a resume (e.g. a permutation)."""
   if data_cfg.name not in BUILDERS:
     raise ValueError(f"config.data.name: unknown data set {data_cfg.name!r}; "
                      f"choose from {sorted(BUILDERS)}")
-  return BUILDERS[data_cfg.name](data_cfg, seed)
+  return BUILDERS[data_cfg.name](data_cfg, seed, workdir)

@@ -58,7 +58,8 @@ class AddingProblem:
       yield batch
 
 
-def build(data_cfg, seed: int) -> AddingProblem:
+def build(data_cfg, seed: int, workdir: str) -> AddingProblem:
+  del workdir
   for field in ("seq_len", "batch_size", "eval_examples", "eval_batch_size"):
     configlib.require_positive(data_cfg, field, "data")
   if data_cfg.seq_len < 2:
