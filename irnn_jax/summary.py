@@ -16,8 +16,8 @@ class MetricWriter:
   """Writes scalar dicts as TensorBoard events under `logdir`."""
 
   def __init__(self, logdir: str, start_step: int = 0):
-    # On resume, TensorBoard hides the events of the crashed run past start_step.
-    self._writer = SummaryWriter(logdir, purge_step=start_step or None,
+    # On resume, TensorBoard hides what the crashed run logged after the checkpoint.
+    self._writer = SummaryWriter(logdir, purge_step=start_step + 1 if start_step else None,
                                  flush_secs=10)
 
   def write_scalars(self, step: int, scalars: dict[str, float]):

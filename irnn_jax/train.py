@@ -73,7 +73,7 @@ def make_train_step(config, model, tx, task: str, u_min: float, u_max: float) ->
 
     (loss, (sums, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     lr = optim.base_learning_rate(config, state.step) * state.lr_scale
     opt_state = optim.set_learning_rate(state.opt_state, lr)

@@ -1,0 +1,42 @@
+"""Every config variant builds and trains; bad values fail at start naming the field."""
+
+import pytest
+
+from irnn_jax import train
+from configs import adding
+from tests.test_train import tiny_config
+
+
+@pytest.mark.parametrize("variant", adding.VARIANTS + ("indrnn_paper",))
+def test_every_adding_variant_trains_one_step(variant, tmp_path):
+  cfg = tiny_config(variant, num_steps=1)
+  cfg.data.seq_len = 6
+  metrics = train.train_and_evaluate(cfg, str(tmp_path))
+  assert metrics["step"] == 1 and metrics["test/mse"] > 0
+
+
+def test_unknown_variant():
+  with pytest.raises(ValueError, match="unknown adding variant"):
+    adding.get_config("transformer")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("model.cell", "transformer", "config.model.cell"),
+    ("optimizer.name", "lion", "config.optimizer.name"),
+    ("model.hidden_size", 0, "config.model.hidden_size must be positive"),
+    ("model.num_layers", -1, "config.model.num_layers must be positive"),
+    ("data.seq_len", 0, "config.data.seq_len must be positive"),
+    ("data.batch_size", 0, "config.data.batch_size must be positive"),
+    ("train.num_steps", 0, "config.train.num_steps must be positive"),
+    ("model.norm", "layer", "config.model.norm"),
+    ("model.dropout", 1.0, "config.model.dropout"),
+    ("schedule.name", "cosine", "config.schedule.name"),
+    ("data.name", "imagenet", "config.data.name"),
+])
+def test_bad_config_fails_at_start_naming_the_field(field, value, message, tmp_path):
+  cfg = tiny_config()
+  section, name = field.split(".")
+  cfg[section][name] = value
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(cfg, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists()

@@ -1,0 +1,71 @@
+"""Initialisers have the stated distributions."""
+
+import jax
+import numpy as np
+import pytest
+
+from irnn_jax import models
+from irnn_jax.cells import CellSpec, RecurrentCell
+from configs import adding
+
+
+def _params(spec, input_dim=64, seed=0):
+  x = np.zeros((2, 3, input_dim), np.float32)
+  return RecurrentCell(spec).init(jax.random.PRNGKey(seed), x)["params"]
+
+
+def test_irnn_identity_and_small_gaussian_inputs():
+  p = _params(CellSpec(kind="irnn", hidden_size=100, identity_scale=0.5, input_std=0.001))
+  np.testing.assert_array_equal(p["recurrent_kernel"], 0.5 * np.eye(100))
+  w = np.asarray(p["input_projection"]["kernel"])
+  assert w.shape == (64, 100)
+  assert abs(w.mean()) < 1e-4 and abs(w.std() - 0.001) < 5e-5
+  np.testing.assert_array_equal(p["input_projection"]["bias"], 0.0)
+
+
+def test_indrnn_u_uniform_range_and_moments():
+  p = _params(CellSpec(kind="indrnn", hidden_size=20000, u_low=0.2, u_high=0.6), input_dim=1)
+  u = np.asarray(p["u"])
+  assert u.min() >= 0.2 and u.max() <= 0.6
+  assert abs(u.mean() - 0.4) < 0.005
+  assert abs(u.var() - 0.4 ** 2 / 12) < 0.001  # Var of U(a, b) is (b - a)^2 / 12.
+
+
+def test_indrnn_u_constant():
+  p = _params(CellSpec(kind="indrnn", hidden_size=8, u_init="constant", u_value=0.7))
+  np.testing.assert_allclose(p["u"], 0.7)
+
+
+def test_lstm_forget_bias_and_orthogonal_blocks():
+  p = _params(CellSpec(kind="lstm", hidden_size=16, forget_bias=1.0))
+  bias = np.asarray(p["input_projection"]["bias"]).reshape(4, 16)
+  np.testing.assert_array_equal(bias[1], 1.0)
+  np.testing.assert_array_equal(bias[[0, 2, 3]], 0.0)
+  w = np.asarray(p["recurrent_kernel"])
+  for g in range(4):
+    block = w[:, 16 * g:16 * (g + 1)]
+    np.testing.assert_allclose(block.T @ block, np.eye(16), atol=1e-5)
+
+
+def test_glorot_input_init():
+  p = _params(CellSpec(kind="gru", hidden_size=100, input_init="glorot"), input_dim=200)
+  w = np.asarray(p["input_projection"]["kernel"])
+  limit = np.sqrt(6.0 / (200 + 300))
+  assert np.abs(w).max() <= limit and abs(w.std() - limit / np.sqrt(3)) < 0.002
+
+
+@pytest.mark.parametrize("rule", ["near_one", "one", "same"])
+def test_last_layer_u_rule_and_bound(rule):
+  cfg = adding.get_config("indrnn").model
+  cfg.last_layer_u = rule
+  cfg.last_layer_u_eps = 0.05
+  specs = models.cell_specs(cfg, seq_len=1000, num_cells=3)
+  bound = 2.0 ** (1 / 1000)
+  assert specs[0].u_high == pytest.approx(1.0)  # min(1, MAG^(1/T)).
+  assert specs[0] == specs[1]
+  if rule == "near_one":
+    assert (specs[2].u_low, specs[2].u_high) == (pytest.approx(0.95), pytest.approx(bound))
+  elif rule == "one":
+    assert specs[2].u_init == "constant" and specs[2].u_value == 1.0
+  else:
+    assert specs[2] == specs[0]

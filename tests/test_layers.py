@@ -1,0 +1,119 @@
+"""Batch norm modes, time-shared dropout, directions and stack connections."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from irnn_jax.cells import CellSpec, RecurrentCell
+from irnn_jax.layers import RecurrentLayer
+from irnn_jax.models import RecurrentStack
+
+SPEC = CellSpec(kind="indrnn", hidden_size=5, input_std=0.5, u_low=-0.9, u_high=0.9)
+
+
+def _x(shape=(7, 4, 3), seed=0):
+  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def _cell_output(params, x):
+  return np.asarray(RecurrentCell(SPEC).apply({"params": params}, x)[0])
+
+
+@pytest.mark.parametrize("mode", ["sequence", "per_step"])
+def test_post_batch_norm_statistics(mode):
+  x = _x()
+  layer = RecurrentLayer(SPEC, norm=mode, norm_position="post")
+  variables = layer.init(jax.random.PRNGKey(0), x, train=False)
+  (y, _), updated = layer.apply(variables, x, train=True, mutable=["batch_stats"])
+  h = _cell_output(variables["params"]["forward"], x)
+  axes = (0, 1) if mode == "sequence" else (1,)
+  mean, var = h.mean(axis=axes, keepdims=True), h.var(axis=axes, keepdims=True)
+  np.testing.assert_allclose(np.asarray(y), (h - mean) / np.sqrt(var + 1e-5), atol=1e-4)
+  stats = updated["batch_stats"]["norm"]
+  expected_mean = 0.1 * (h.mean(axis=axes) if mode == "per_step" else h.mean(axis=(0, 1)))
+  np.testing.assert_allclose(stats["mean"], expected_mean, atol=1e-5)
+  # Evaluation uses the running statistics, per step in per_step mode.
+  y_eval, _ = layer.apply({**variables, "batch_stats": updated["batch_stats"]}, x, train=False)
+  run_mean = np.asarray(stats["mean"])
+  run_var = np.asarray(stats["var"])
+  if mode == "per_step":
+    run_mean, run_var = run_mean[:, None], run_var[:, None]
+  np.testing.assert_allclose(np.asarray(y_eval), (h - run_mean) / np.sqrt(run_var + 1e-5),
+                             atol=1e-4)
+
+
+def test_pre_batch_norm_normalises_the_projection_before_the_recurrence():
+  x = _x()
+  layer = RecurrentLayer(SPEC, norm="per_step", norm_position="pre")
+  variables = layer.init(jax.random.PRNGKey(0), x, train=False)
+  (y, _), _ = layer.apply(variables, x, train=True, mutable=["batch_stats"])
+  p = variables["params"]["forward"]
+  z = x @ np.asarray(p["input_projection"]["kernel"]) + np.asarray(p["input_projection"]["bias"])
+  z = (z - z.mean(1, keepdims=True)) / np.sqrt(z.var(1, keepdims=True) + 1e-5)
+  h, out = np.zeros((4, 5)), []
+  for t in range(7):
+    h = np.maximum(z[t] + np.asarray(p["u"]) * h, 0)
+    out.append(h)
+  np.testing.assert_allclose(np.asarray(y), np.stack(out), atol=1e-4)
+
+
+def test_dropout_mask_is_shared_over_time():
+  x = np.ones((30, 8, 3), np.float32)
+  spec = dataclasses.replace(SPEC, u_init="constant", u_value=0.0, input_std=1.0)
+  layer = RecurrentLayer(spec, dropout=0.5)
+  variables = layer.init(jax.random.PRNGKey(0), x, train=False)
+  y, _ = layer.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(5)})
+  h, _ = layer.apply(variables, x, train=False)
+  y, h = np.asarray(y), np.asarray(h)
+  kept = y != 0
+  assert (kept == kept[0:1]).all()  # Same units dropped at every step.
+  assert 0.2 < kept[0][h[0] > 0].mean() < 0.8
+  np.testing.assert_allclose(y[kept], 2.0 * h[kept], rtol=1e-6)  # Scaled by 1/(1-p).
+
+
+def test_bidirectional_second_half_is_forward_pass_of_reversed_input():
+  x = _x()
+  layer = RecurrentLayer(SPEC, bidirectional=True)
+  variables = layer.init(jax.random.PRNGKey(0), x, train=False)
+  y, _ = layer.apply(variables, x, train=False)
+  y = np.asarray(y)
+  assert y.shape == (7, 4, 10)
+  np.testing.assert_allclose(y[..., :5], _cell_output(variables["params"]["forward"], x), atol=1e-6)
+  backward = _cell_output(variables["params"]["backward"], x[::-1])
+  np.testing.assert_allclose(y[..., 5:], backward[::-1], atol=1e-6)
+
+
+def _layer_fn(variables, name):
+  p = variables["params"][name]["forward"]
+  return lambda inp: _cell_output(p, inp)
+
+
+def test_residual_stack_adds_block_inputs():
+  x = _x()
+  stack = RecurrentStack((SPEC,) * 5, connection="residual", block_size=2)
+  variables = stack.init(jax.random.PRNGKey(0), x, train=False)
+  y, finals = stack.apply(variables, x, train=False)
+  f = [_layer_fn(variables, f"layer_{i}") for i in range(5)]
+  h = f[0](x)
+  h = f[2](f[1](h)) + h
+  h = f[4](f[3](h)) + h
+  np.testing.assert_allclose(np.asarray(y), h, atol=1e-5)
+  assert len(finals) == 5
+
+
+def test_dense_stack_concatenates_and_transitions():
+  x = _x()
+  stack = RecurrentStack((SPEC,) * 6, connection="dense", block_size=2)
+  variables = stack.init(jax.random.PRNGKey(0), x, train=False)
+  y, _ = stack.apply(variables, x, train=False)
+  f = [_layer_fn(variables, f"layer_{i}") for i in range(6)]
+  cat = lambda *a: np.concatenate(a, axis=-1)
+  h0 = f[0](x)
+  h1 = f[1](h0)
+  h2 = f[2](cat(h0, h1))
+  t = f[3](cat(h0, h1, h2))  # Transition.
+  h4 = f[4](t)
+  h5 = f[5](cat(t, h4))
+  np.testing.assert_allclose(np.asarray(y), cat(t, h4, h5), atol=1e-5)
