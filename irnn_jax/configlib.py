@@ -49,7 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
   m.u_max_magnitude = 0.0  # MAG: |u| <= MAG^(1/T) after every update; 0 = off.
   m.u_min = 0.0  # Lower bound on |u| after every update.
   m.last_layer_u = "same"  # same | near_one (U(1-eps, 1+eps)) | one
-  m.last_layer_u_eps = 0.01
+  m.last_layer_u_eps = config_dict.placeholder(float)  # None -> 1 - 2^(-1/T).
   m.forget_bias = 1.0
   m.embed_size = 0  # Language models: 0 -> hidden_size.
   m.unroll = 1  # lax.scan unroll factor.

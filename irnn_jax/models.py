@@ -121,7 +121,8 @@ def cell_specs(model_cfg: ml_collections.ConfigDict, seq_len: int,
   if m.last_layer_u == "same":
     last = base
   elif m.last_layer_u == "near_one":
-    eps = m.last_layer_u_eps
+    # Default eps keeps u^T >= 1/2: the last layer remembers the whole sequence.
+    eps = m.last_layer_u_eps if m.last_layer_u_eps is not None else 1.0 - 0.5 ** (1.0 / seq_len)
     last = dataclasses.replace(base, u_init="uniform", u_low=1.0 - eps,
                                u_high=min(1.0 + eps, bound))
   elif m.last_layer_u == "one":

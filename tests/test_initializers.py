@@ -69,3 +69,10 @@ def test_last_layer_u_rule_and_bound(rule):
     assert specs[2].u_init == "constant" and specs[2].u_value == 1.0
   else:
     assert specs[2] == specs[0]
+
+
+def test_near_one_default_keeps_half_the_memory_over_the_sequence():
+  cfg = adding.get_config("indrnn").model
+  specs = models.cell_specs(cfg, seq_len=1000, num_cells=2)
+  assert specs[1].u_low ** 1000 == pytest.approx(0.5)
+  assert specs[1].u_high == pytest.approx(2.0 ** (1 / 1000))
