@@ -7,10 +7,11 @@
   eval_batches(split) -> iterator of dicts, padded batches carrying "mask".
 """
 
-from irnn_jax.data import adding
+from irnn_jax.data import adding, mnist
 
 BUILDERS = {
     "adding": adding.build,
+    "mnist": mnist.build,
 }
 
 

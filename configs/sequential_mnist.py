@@ -1,0 +1,16 @@
+"""Pixel-by-pixel MNIST: 784 steps of one pixel (IRNN paper 4.2, IndRNN paper 4.2).
+
+  python -m experiments.main --config=configs/sequential_mnist.py:indrnn \
+      --workdir=runs/seq_mnist
+
+Variants (see irnn_jax/mnist_configs.py): irnn, indrnn, res_indrnn, lstm, rnn,
+each with an optional "_paper" suffix for the paper-sized budget.
+The data: the four IDX files in --config.data.dir (default ../shared/data/mnist)
+or the TFDS mnist data set (--config.data.source=tfds).
+"""
+
+from irnn_jax import mnist_configs
+
+
+def get_config(variant: str = "indrnn"):
+  return mnist_configs.mnist_config("pixels", variant)

@@ -1,0 +1,82 @@
+"""What the four MNIST experiment files share (configs/*mnist*.py).
+
+`data_config(c, view)` sets every config.data field the MNIST builder reads;
+`mnist_config(view, variant)` is a whole experiment. Variants:
+  irnn:       1 x 100 IRNN, SGD 1e-6, global-norm clip 1, batch 16 (Le et al. 2015);
+  indrnn:     6 x 128 IndRNN, batch norm over the sequence after each layer,
+              Adam 2e-4, batch 32, |u| <= 2^(1/T) (Li et al. 2018);
+  res_indrnn: the same with residual blocks of 2 layers;
+  lstm, rnn:  1 x 128 baselines (rnn: tanh), Adam 2e-4, batch 32.
+A "_paper" suffix trains for a paper-sized budget and evaluates whole splits;
+without it the run is CPU-sized (fewer steps, the first 2000 examples of
+each evaluation split).
+"""
+
+import ml_collections
+
+from irnn_jax import configlib
+
+VARIANTS = ("irnn", "indrnn", "res_indrnn", "lstm", "rnn")
+NUM_PIXELS = 784
+
+
+def data_config(c: ml_collections.ConfigDict, view: str) -> ml_collections.ConfigDict:
+  """Set c.data for MNIST read under `view` (pixels | permuted | patches | rows)."""
+  d = c.data
+  d.name = "mnist"
+  d.dir = "../shared/data/mnist"  # The four IDX files, relative to the cwd.
+  d.source = "auto"  # auto | files | tfds
+  d.tfds_data_dir = ""  # "" = the TFDS default data dir.
+  d.view = view
+  d.patch_size = 7  # patches: pixels per step, a divisor of 784.
+  d.permutation_seed = 0  # permuted: the fixed pixel order.
+  d.normalize = "unit"  # unit [0, 1] | symmetric [-1, 1] | standardize (per pixel)
+  d.validation_size = 5000  # Taken from the training file; 0 = no "valid" split.
+  d.validation_split = "last"  # last | random (fixed by config.seed)
+  if view == "patches":
+    d.seq_len = NUM_PIXELS // d.get_ref("patch_size")  # Follows patch_size.
+  else:
+    d.seq_len = 28 if view == "rows" else NUM_PIXELS
+  d.batch_size = 32
+  d.eval_batch_size = 500
+  d.eval_examples = 0  # Per evaluation split; 0 = all of it.
+  return c
+
+
+def mnist_config(view: str, variant: str) -> ml_collections.ConfigDict:
+  cell = variant.removesuffix("_paper")
+  paper = variant.endswith("_paper")
+  if cell not in VARIANTS:
+    raise ValueError(f"unknown MNIST variant {variant!r}; choose from {VARIANTS} "
+                     "with an optional _paper suffix")
+  c = data_config(configlib.base_config(), view)
+  m, o = c.model, c.optimizer
+  c.schedule.plateau_metric = "valid/loss"  # Never select on the test set.
+  if cell == "irnn":
+    c.data.batch_size = 16
+    m.cell, m.num_layers, m.hidden_size = "irnn", 1, 100
+    m.identity_scale = 1.0
+    m.input_std = 0.001
+    o.name, o.learning_rate, o.clip_global_norm = "sgd", 1e-6, 1.0
+  elif cell in ("indrnn", "res_indrnn"):
+    m.cell, m.num_layers, m.hidden_size = "indrnn", 6, 128
+    m.connection = "residual" if cell == "res_indrnn" else "plain"
+    m.norm, m.norm_position = "sequence", "post"
+    m.u_max_magnitude = 2.0  # |u| <= 2^(1/T), T = data.seq_len.
+    m.last_layer_u = "same"
+    o.name, o.learning_rate, o.clip_global_norm = "adam", 2e-4, 10.0
+  else:
+    m.cell, m.num_layers, m.hidden_size = cell, 1, 128
+    m.input_init = "glorot"
+    o.name, o.learning_rate, o.clip_global_norm = "adam", 2e-4, 10.0
+
+  t = c.train
+  if paper:
+    t.num_steps = 1_000_000 if cell == "irnn" else 200_000
+    t.log_every, t.eval_every, t.checkpoint_every = 100, 5000, 5000
+    c.data.eval_examples = 0
+  else:
+    t.num_steps = 1000
+    t.log_every, t.eval_every, t.checkpoint_every = 25, 250, 250
+    c.data.eval_examples = 2000
+  return c
