@@ -72,7 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
   s.warmup_steps = 0
   s.decay_every = 1000  # step: lr *= decay_factor every decay_every steps.
   s.decay_factor = 0.1
-  s.plateau_metric = "test/loss"  # plateau: watched at every evaluation.
+  s.plateau_metric = "valid/loss"  # plateau: watched at every evaluation.
   s.plateau_patience = 5  # Evaluations without improvement before a cut.
   s.plateau_factor = 0.1
   s.plateau_min_scale = 1e-3

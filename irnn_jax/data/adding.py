@@ -11,7 +11,7 @@ import numpy as np
 
 from irnn_jax import configlib
 
-TRAIN_STREAM, EVAL_STREAM = 0, 1
+STREAMS = {"train": 0, "test": 1, "valid": 2}  # Independent random streams.
 
 
 def adding_batch(rng: np.random.Generator, batch_size: int, seq_len: int) -> dict:
@@ -41,16 +41,16 @@ class AddingProblem:
   num_outputs = 1
   readout = "last"
   vocab_size = 0
-  eval_splits = ("test",)
+  eval_splits = ("valid", "test")
 
   def train_batch(self, step: int) -> dict:
-    rng = np.random.default_rng([self.seed, TRAIN_STREAM, step])
+    rng = np.random.default_rng([self.seed, STREAMS["train"], step])
     return adding_batch(rng, self.batch_size, self.seq_len)
 
   def eval_batches(self, split: str):
     if split not in self.eval_splits:
       raise ValueError(f"unknown split {split!r}")
-    rng = np.random.default_rng([self.seed, EVAL_STREAM])
+    rng = np.random.default_rng([self.seed, STREAMS[split]])
     for start in range(0, self.eval_examples, self.eval_batch_size):
       n = min(self.eval_batch_size, self.eval_examples - start)
       batch = adding_batch(rng, self.eval_batch_size, self.seq_len)
