@@ -97,9 +97,12 @@ class RecurrentCell(nn.Module):
           "recurrent_bias_n", jax.nn.initializers.zeros, (h,))
 
   @property
+  def activation_name(self) -> str:
+    return self.spec.activation or DEFAULT_ACTIVATION.get(self.spec.kind, "tanh")
+
+  @property
   def activation(self):
-    name = self.spec.activation or DEFAULT_ACTIVATION.get(self.spec.kind, "tanh")
-    return ACTIVATIONS[name]
+    return ACTIVATIONS[self.activation_name]
 
   def initial_state(self, batch_size: int, dtype=jnp.float32) -> Any:
     zeros = jnp.zeros((batch_size, self.spec.hidden_size), dtype)
@@ -115,7 +118,7 @@ class RecurrentCell(nn.Module):
       state = self.initial_state(z.shape[1], z.dtype)
     kind, unroll = self.spec.kind, self.spec.unroll
     if kind == "indrnn":
-      return recurrences.elementwise_scan(z, self.u, state, self.activation, unroll)
+      return recurrences.elementwise_scan(z, self.u, state, self.activation_name, unroll)
     if kind in ("irnn", "rnn"):
       return recurrences.dense_scan(z, self.recurrent_kernel, state,
                                     self.activation, unroll)

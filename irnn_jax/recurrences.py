@@ -5,6 +5,7 @@ Every function takes the input projection of all time steps, already computed
 parameters and an initial state, and returns `(h[T, B, H], final_state)`.
 """
 
+import functools
 from typing import Callable
 
 import jax
@@ -17,16 +18,73 @@ def _scan(step, state, z, unroll: int, reverse: bool = False):
   return jax.lax.scan(step, state, z, unroll=unroll, reverse=reverse)
 
 
-def elementwise_scan(z: Array, u: Array, h0: Array, activation: Callable,
-                     unroll: int = 1) -> tuple[Array, Array]:
-  """IndRNN recurrence h_t = act(z_t + u * h_{t-1}); u has shape [H]."""
+# Activations of the elementwise recurrence, each with its derivative written
+# in terms of the activation's output, so the backward pass needs only h.
+ELEMENTWISE_ACTIVATIONS = {
+    "relu": (jax.nn.relu, lambda h: (h > 0).astype(h.dtype)),
+    "tanh": (jnp.tanh, lambda h: 1.0 - h * h),
+    "identity": (lambda x: x, jnp.ones_like),
+    "leaky_relu": (jax.nn.leaky_relu, lambda h: jnp.where(h > 0, 1.0, 0.01).astype(h.dtype)),
+}
+
+
+def _elementwise_forward(z, u, h0, activation: str, unroll: int):
+  act = ELEMENTWISE_ACTIVATIONS[activation][0]
 
   def step(h, z_t):
-    h = activation(z_t + u * h)
+    h = act(z_t + u * h)
     return h, h
 
-  h_final, hs = _scan(step, h0, z, unroll)
-  return hs, h_final
+  return _scan(step, h0, z, unroll)[1]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _elementwise_recurrence(z, u, h0, activation: str, unroll: int):
+  return _elementwise_forward(z, u, h0, activation, unroll)
+
+
+def _elementwise_fwd(z, u, h0, activation, unroll):
+  hs = _elementwise_forward(z, u, h0, activation, unroll)
+  return hs, (hs, u, h0)  # The outputs are the only activations kept.
+
+
+def _elementwise_bwd(activation, unroll, residuals, dhs):
+  """Reverse pass: dz_t = act'(h_t) * (dh_t + u * dz_{t+1}), one elementwise
+  scan; du and dh0 come from dz outside the loop."""
+  hs, u, h0 = residuals
+  derivative = ELEMENTWISE_ACTIVATIONS[activation][1]
+
+  def step(carry, inputs):
+    dh_t, h_t = inputs
+    dz_t = (dh_t + carry) * derivative(h_t)
+    return u * dz_t, dz_t
+
+  dh0, dzs = _scan(step, jnp.zeros_like(h0), (dhs, hs), unroll, reverse=True)
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  du = jnp.sum(dzs * h_prev, axis=(0, 1))
+  return dzs, du, dh0
+
+
+_elementwise_recurrence.defvjp(_elementwise_fwd, _elementwise_bwd)
+
+
+def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
+                     unroll: int = 1) -> tuple[Array, Array]:
+  """IndRNN recurrence h_t = act(z_t + u * h_{t-1}); u has shape [H].
+
+  Differentiated by a hand-written reverse scan that stores only h.
+  """
+  if activation not in ELEMENTWISE_ACTIVATIONS:
+    raise ValueError(f"IndRNN activation {activation!r} not in {tuple(ELEMENTWISE_ACTIVATIONS)}")
+  hs = _elementwise_recurrence(z, u, h0, activation, unroll)
+  return hs, hs[-1]
+
+
+def elementwise_scan_autodiff(z: Array, u: Array, h0: Array, activation: str = "relu",
+                              unroll: int = 1) -> tuple[Array, Array]:
+  """The same recurrence differentiated by JAX's own scan transpose (reference)."""
+  hs = _elementwise_forward(z, u, h0, activation, unroll)
+  return hs, hs[-1]
 
 
 def dense_scan(z: Array, w_h: Array, h0: Array, activation: Callable,

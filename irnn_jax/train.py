@@ -254,7 +254,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
       progress.add(step + 1, metrics)
       done = step + 1
-      last = done == t.num_steps
+      out_of_time = (t.time_budget_minutes > 0 and
+                     elapsed_before + time.time() - session_start >= 60 * t.time_budget_minutes)
+      last = done == t.num_steps or out_of_time
       if done % t.log_every == 0 or last or done % t.checkpoint_every == 0:
         train_means = progress.flush(done, writer) or train_means
       if done % t.eval_every == 0 or last:
@@ -263,7 +265,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         elapsed = elapsed_before + time.time() - session_start
         state = state.replace(elapsed=parallel.replicate(jnp.float32(elapsed), mesh))
         checkpointer.save(done, state, force=last)
-    if start_step >= t.num_steps:
+      if out_of_time:
+        logging.info("Time budget of %g minutes reached at step %d", t.time_budget_minutes, done)
+        break
+    if not eval_results:  # Nothing left to train: evaluate the restored state.
       eval_results = run_evaluation(start_step)
   finally:
     writer.close()

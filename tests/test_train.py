@@ -117,3 +117,10 @@ def test_run_stops_after_too_many_non_finite_updates(tmp_path, monkeypatch):
     train.train_and_evaluate(cfg, str(tmp_path))
   steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
   assert steps == [10]  # The last good checkpoint, untouched.
+
+
+def test_time_budget_stops_evaluates_and_checkpoints(tmp_path):
+  cfg = tiny_config(time_budget_minutes=1e-9)  # Spent after the first step.
+  metrics = train.train_and_evaluate(cfg, str(tmp_path))
+  assert metrics["step"] == 1 and "test/mse" in metrics
+  assert os.listdir(tmp_path / "checkpoints") == ["1"]
