@@ -65,8 +65,10 @@ def write_predictions(workdir: str, split: str, path: str, max_examples: int = 0
 
   @jax.jit
   def logits(params, batch_stats, inputs):
-    outputs, _ = model.apply(train._variables(params, batch_stats), inputs,  # pylint: disable=protected-access
-                             train=False)
+    variables = {"params": params}
+    if batch_stats:
+      variables["batch_stats"] = batch_stats
+    outputs, _ = model.apply(variables, inputs, train=False)
     return outputs
 
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -12,7 +12,7 @@ import pytest
 
 from irnn_jax import configlib, models, predictions, spatial, train
 from irnn_jax.cells import CellSpec, RecurrentCell
-from irnn_jax.data import build_dataset, images, tfds_images
+from irnn_jax.data import build_dataset, images
 from tests.test_mnist_data import N_TEST, data_cfg, write_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
