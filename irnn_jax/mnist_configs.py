@@ -21,7 +21,7 @@ NUM_PIXELS = 784
 
 
 def data_config(c: ml_collections.ConfigDict, view: str) -> ml_collections.ConfigDict:
-  """Set c.data for MNIST read under `view` (pixels | permuted | patches | rows)."""
+  """Set c.data for MNIST read under `view` (pixels | permuted | patches | rows | image)."""
   d = c.data
   d.name = "mnist"
   d.dir = "../shared/data/mnist"  # The four IDX files, relative to the cwd.
@@ -29,6 +29,7 @@ def data_config(c: ml_collections.ConfigDict, view: str) -> ml_collections.Confi
   d.tfds_data_dir = ""  # "" = the TFDS default data dir.
   d.view = view
   d.patch_size = 7  # patches: pixels per step, a divisor of 784.
+  d.pad_to = 0  # image: zero-pad the 28 x 28 images to pad_to x pad_to; 0 = off.
   d.permutation_seed = 0  # permuted: the fixed pixel order.
   d.normalize = "unit"  # unit [0, 1] | symmetric [-1, 1] | standardize (per pixel)
   d.validation_size = 5000  # Taken from the training file; 0 = no "valid" split.
@@ -36,7 +37,7 @@ def data_config(c: ml_collections.ConfigDict, view: str) -> ml_collections.Confi
   if view == "patches":
     d.seq_len = NUM_PIXELS // d.get_ref("patch_size")  # Follows patch_size.
   else:
-    d.seq_len = 28 if view == "rows" else NUM_PIXELS
+    d.seq_len = 28 if view in ("rows", "image") else NUM_PIXELS
   d.batch_size = 32
   d.eval_batch_size = 500
   d.eval_examples = 0  # Per evaluation split; 0 = all of it.

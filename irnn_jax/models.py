@@ -1,4 +1,6 @@
-"""Models: stacks of recurrent layers (plain, residual, dense) with a readout."""
+"""Models: stacks of recurrent layers (plain, residual, dense) with a readout,
+and the ReNet image classifier (spatial.py); `build_model` picks one by
+config.model.arch."""
 
 import dataclasses
 from typing import Any
@@ -7,9 +9,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from irnn_jax import spatial
 from irnn_jax.cells import CellSpec
 from irnn_jax.layers import RecurrentLayer
 
+ARCHS = ("recurrent", "renet")
 CONNECTIONS = ("plain", "residual", "dense")
 READOUTS = ("last", "all")
 
@@ -141,9 +145,51 @@ def num_recurrent_layers(model_cfg: ml_collections.ConfigDict) -> int:
   return n
 
 
-def build_model(model_cfg: ml_collections.ConfigDict, *, seq_len: int,
-                num_outputs: int, readout: str, vocab_size: int = 0) -> SequenceModel:
+def patch_pairs(patch_sizes) -> tuple[tuple[int, int], ...]:
+  """config.model.patch_sizes (each an int or [ph, pw]) -> ((ph, pw), ...)."""
+  pairs = []
+  for p in patch_sizes:
+    pair = (p, p) if isinstance(p, int) else tuple(p)
+    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
+      raise ValueError("config.model.patch_sizes: each entry must be a positive "
+                       f"int or a pair [ph, pw] of them, got {p!r}")
+    pairs.append(pair)
+  return tuple(pairs)
+
+
+def build_renet(model_cfg: ml_collections.ConfigDict, *, seq_len: int,
+                num_outputs: int) -> spatial.ReNetClassifier:
+  """The ReNet classifier: one spatial block per entry of model.patch_sizes,
+  each with model.hidden_size units per direction and model.cell cells."""
   m = model_cfg
+  patches = patch_pairs(m.patch_sizes)
+  if m.num_layers != len(patches):
+    raise ValueError(f"config.model.num_layers={m.num_layers} but "
+                     f"config.model.patch_sizes has {len(patches)} entries (one "
+                     "per spatial RNN block); make them agree")
+  channels = tuple(m.conv_channels)
+  if not all(isinstance(c, int) and c > 0 for c in channels):
+    raise ValueError(f"config.model.conv_channels must be positive ints, got {channels}")
+  return spatial.ReNetClassifier(
+      specs=cell_specs(m, seq_len, len(patches)), patches=patches,
+      num_classes=num_outputs, conv_channels=channels, conv_kernel=m.conv_kernel,
+      pool=m.pool, norm=m.norm, norm_position=m.norm_position, dropout=m.dropout)
+
+
+def build_model(model_cfg: ml_collections.ConfigDict, *, seq_len: int,
+                num_outputs: int, readout: str, vocab_size: int = 0) -> nn.Module:
+  """config.model.arch (absent = "recurrent") picks the model:
+  recurrent: SequenceModel over inputs[B, T, D];
+  renet:     ReNetClassifier over images[B, H, W, C] (classification only)."""
+  m = model_cfg
+  arch = m.get("arch", "recurrent")
+  if arch == "renet":
+    if readout != "last" or vocab_size:
+      raise ValueError("config.model.arch='renet' classifies images; the data set "
+                       f"asks for readout {readout!r} and vocab_size {vocab_size}")
+    return build_renet(m, seq_len=seq_len, num_outputs=num_outputs)
+  if arch != "recurrent":
+    raise ValueError(f"config.model.arch: unknown value {arch!r}; choose from {ARCHS}")
   stack = RecurrentStack(
       specs=cell_specs(m, seq_len, num_recurrent_layers(m)),
       connection=m.connection, block_size=m.block_size, norm=m.norm,

@@ -7,11 +7,12 @@
   eval_batches(split) -> iterator of dicts, padded batches carrying "mask".
 """
 
-from irnn_jax.data import adding, mnist
+from irnn_jax.data import adding, mnist, tfds_images
 
 BUILDERS = {
     "adding": adding.build,
     "mnist": mnist.build,
+    "tfds_image": tfds_images.build,
 }
 
 

@@ -7,11 +7,15 @@ Views (config.data.view) of an image, as inputs[T, D]:
             (an existing file is reused, so a resumed run keeps it);
   patches:  T = 784 / k, D = k: k consecutive scan-line pixels per step
             (k = config.data.patch_size, a divisor of 784);
-  rows:     T = 28, D = 28: one image row per step.
+  rows:     T = 28, D = 28: one image row per step;
+  image:    not a sequence: images [28, 28, 1], zero-padded (after the
+            normalisation) to [P, P, 1] with P = config.data.pad_to if set;
+            T = 28 (rows), for the IndRNN u bound only.
 
 Splits: "train" is the training file less `validation_size` examples (its last
 ones, or random ones fixed by the seed), which form "valid"; "test" is the
-t10k file, for evaluation only. Where the files come from: mnist_source.py.
+t10k file, for evaluation only (images.LabelledImages). Where the files come
+from: mnist_source.py.
 """
 
 import os
@@ -20,17 +24,17 @@ from absl import logging
 import numpy as np
 
 from irnn_jax import configlib
+from irnn_jax.data import images as images_lib
 from irnn_jax.data import mnist_source
+from irnn_jax.data.images import VALIDATION_SPLITS, split_train_valid  # pylint: disable=unused-import
 from irnn_jax.data.mnist_source import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
 
-VIEWS = ("pixels", "permuted", "patches", "rows")
+VIEWS = ("pixels", "permuted", "patches", "rows", "image")
 NORMALIZATIONS = ("unit", "symmetric", "standardize")
-VALIDATION_SPLITS = ("last", "random")
 PERMUTATION_FILE = "permutation.npy"
 # standardize: pixels whose training std is below this (the border, rarely lit
 # pixels) are divided by it instead, so |inputs| <= 10 (std in [0, 1] units).
 MIN_STD = 0.1
-_VALIDATION_SALT = 0x76616C69  # Keeps the validation draw apart from epoch orders.
 
 
 def view_shape(view: str, patch_size: int) -> tuple[int, int]:
@@ -39,7 +43,7 @@ def view_shape(view: str, patch_size: int) -> tuple[int, int]:
     return NUM_PIXELS, 1
   if view == "patches":
     return NUM_PIXELS // patch_size, patch_size
-  if view == "rows":
+  if view in ("rows", "image"):
     return IMAGE_SIDE, IMAGE_SIDE
   raise ValueError(f"config.data.view: unknown value {view!r}; choose from {VIEWS}")
 
@@ -80,16 +84,6 @@ def load_or_create_permutation(workdir: str, permutation_seed: int) -> np.ndarra
   return perm
 
 
-def split_train_valid(n: int, validation_size: int, how: str, seed: int):
-  """(train indices, valid indices) into the n training-file examples."""
-  if how == "last":
-    order = np.arange(n)
-  else:
-    order = np.random.default_rng([_VALIDATION_SALT, seed]).permutation(n)
-  cut = n - validation_size
-  return np.sort(order[:cut]), np.sort(order[cut:])
-
-
 def pixel_stats(images: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
   """(mean, std), float32 [784], so that inputs = (pixels / 255 - mean) / std.
 
@@ -113,79 +107,33 @@ def pixel_stats(images: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
   return mean.astype(np.float32), np.maximum(std, MIN_STD).astype(np.float32)
 
 
-class SequentialMnist:
-  """MNIST images as sequences; see the module docstring.
+class SequentialMnist(images_lib.LabelledImages):
+  """MNIST images under a view; see the module docstring.
 
-  train_batch(step): {"inputs" float32 [B, T, D], "targets" int32 [B]}.
-  eval_batches(split): the same plus "mask" float32 [B], padded to B.
+  train_batch(step): {"inputs" float32 [B, T, D] (image: [B, P, P, 1]),
+  "targets" int32 [B]}; eval_batches(split): the same plus "mask" float32 [B].
   """
 
-  task = "classification"
-  num_outputs = NUM_CLASSES
-  readout = "last"
-  vocab_size = 0
-
   def __init__(self, arrays: dict, *, view: str, patch_size: int, normalize: str,
-               validation_size: int, validation_split: str, batch_size: int,
-               eval_batch_size: int, eval_examples: int, seed: int,
-               permutation=None):
-    self.images = {"train": arrays["train"][0], "test": arrays["test"][0]}
-    self.labels = {"train": arrays["train"][1], "test": arrays["test"][1]}
+               pad_to: int = 0, permutation=None, **kwargs):
+    super().__init__(arrays, num_classes=NUM_CLASSES, **kwargs)
     self.seq_len, self.input_dim = view_shape(view, patch_size)
-    self.view, self.permutation = view, permutation
-    self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-    self.eval_examples, self.seed = eval_examples, seed
-    train, valid = split_train_valid(len(self.labels["train"]), validation_size,
-                                     validation_split, seed)
-    # Split -> (source file, indices into it).
-    self.rows = {"train": ("train", train), "valid": ("train", valid),
-                 "test": ("test", np.arange(len(self.labels["test"])))}
-    self.eval_splits = ("valid", "test") if validation_size else ("test",)
-    self.num_train = len(train)
-    self.steps_per_epoch = self.num_train // batch_size
-    self.mean, self.std = pixel_stats(self.images["train"][train], normalize)
-    self._order_epoch, self._order = None, None
+    self.view, self.permutation, self.pad_to = view, permutation, pad_to
+    self.mean, self.std = pixel_stats(self.images["train"][self.rows["train"][1]],
+                                      normalize)
 
   def sequences(self, images: np.ndarray) -> np.ndarray:
-    """uint8 [B, 784] -> float32 [B, T, D] under the normalisation and view."""
+    """uint8 [B, 784] -> float32 [B, T, D] (image: [B, P, P, 1]) under the
+    normalisation and view."""
     x = (images.astype(np.float32) / 255.0 - self.mean) / self.std
     if self.view == "permuted":
       x = x[:, self.permutation]
+    if self.view == "image":
+      return images_lib.pad_images(x.reshape(len(images), IMAGE_SIDE, IMAGE_SIDE, 1),
+                                   self.pad_to)
     return x.reshape(len(images), self.seq_len, self.input_dim)
 
-  def _batch(self, split: str, rows: np.ndarray) -> dict:
-    source = self.rows[split][0]
-    return {"inputs": self.sequences(self.images[source][rows]),
-            "targets": self.labels[source][rows].astype(np.int32)}
-
-  def epoch_order(self, epoch: int) -> np.ndarray:
-    """Positions 0..num_train-1 in the order epoch `epoch` visits them."""
-    if self._order_epoch != epoch:
-      self._order = np.random.default_rng([self.seed, epoch]).permutation(
-          self.num_train)
-      self._order_epoch = epoch
-    return self._order
-
-  def train_batch(self, step: int) -> dict:
-    epoch, index = divmod(int(step), self.steps_per_epoch)
-    positions = self.epoch_order(epoch)[index * self.batch_size:
-                                        (index + 1) * self.batch_size]
-    return self._batch("train", self.rows["train"][1][positions])
-
-  def eval_batches(self, split: str):
-    if split not in self.eval_splits:
-      raise ValueError(f"unknown split {split!r}; this data set has {self.eval_splits}")
-    rows = self.rows[split][1]
-    if self.eval_examples:
-      rows = rows[:self.eval_examples]
-    size = self.eval_batch_size
-    for start in range(0, len(rows), size):
-      batch = self._batch(split, rows[start:start + size])
-      n = len(batch["targets"])
-      batch = {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
-               for k, v in batch.items()}
-      batch["mask"] = (np.arange(size) < n).astype(np.float32)
-      yield batch
+  inputs = sequences
 
 
 def _check_config(data_cfg):
@@ -207,6 +155,10 @@ def _check_config(data_cfg):
     if not isinstance(k, int) or k <= 0 or NUM_PIXELS % k:
       raise ValueError(f"config.data.patch_size must be a positive divisor of "
                        f"{NUM_PIXELS} for view 'patches', got {k!r}")
+  pad_to = data_cfg.get("pad_to", 0)  # Configs written before the image view lack it.
+  if not isinstance(pad_to, int) or (pad_to and pad_to < IMAGE_SIDE):
+    raise ValueError(f"config.data.pad_to must be 0 (no padding) or an integer "
+                     f">= {IMAGE_SIDE}, got {pad_to!r}")
   seq_len = view_shape(data_cfg.view, data_cfg.patch_size)[0]
   if data_cfg.seq_len != seq_len:
     raise ValueError(f"config.data.seq_len={data_cfg.seq_len} does not match view "
@@ -229,12 +181,14 @@ def build(data_cfg, seed: int, workdir: str) -> SequentialMnist:
     permutation = load_or_create_permutation(workdir, data_cfg.permutation_seed)
   dataset = SequentialMnist(
       arrays, view=data_cfg.view, patch_size=data_cfg.patch_size,
-      normalize=data_cfg.normalize, validation_size=data_cfg.validation_size,
+      normalize=data_cfg.normalize, pad_to=data_cfg.get("pad_to", 0),
+      validation_size=data_cfg.validation_size,
       validation_split=data_cfg.validation_split, batch_size=data_cfg.batch_size,
       eval_batch_size=data_cfg.eval_batch_size,
       eval_examples=data_cfg.eval_examples, seed=seed, permutation=permutation)
-  logging.info("MNIST %s view: %d x %d; %d train, %d valid, %d test examples; "
-               "%d steps per epoch", data_cfg.view, dataset.seq_len,
-               dataset.input_dim, dataset.num_train, data_cfg.validation_size,
+  shape = dataset.inputs(arrays["test"][0][:1]).shape[1:]
+  logging.info("MNIST %s view: inputs %s; %d train, %d valid, %d test examples; "
+               "%d steps per epoch", data_cfg.view, "x".join(map(str, shape)),
+               dataset.num_train, data_cfg.validation_size,
                len(arrays["test"][1]), dataset.steps_per_epoch)
   return dataset

@@ -1,0 +1,122 @@
+"""Spatial RNNs (ReNet, Visin et al. 2015): recurrent sweeps over a feature map.
+
+A `SpatialRNN` block splits x[B, H, W, C] into non-overlapping ph x pw patches
+(grid[B, H/ph, W/pw, ph*pw*C]), sweeps a bidirectional recurrent layer down
+every column of patches, then another along every row of the result:
+[B, H/ph, W/pw, 2*hidden]. All columns (rows) run as one batch of sequences.
+`ReNetClassifier` puts blocks after a small conv stem, for images.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from irnn_jax.cells import CellSpec
+from irnn_jax.layers import BN_MOMENTUM, RecurrentLayer
+
+
+def split_patches(x, ph: int, pw: int):
+  """x[B, H, W, C] -> grid[B, H/ph, W/pw, ph*pw*C]; a patch is flattened in
+  (row, column, channel) order."""
+  b, h, w, c = x.shape
+  if h % ph or w % pw:
+    raise ValueError(f"a {h}x{w} feature map does not split into {ph}x{pw} patches;"
+                     " pad the images (config.data.pad_to) or change the patch sizes")
+  x = x.reshape(b, h // ph, ph, w // pw, pw, c)
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h // ph, w // pw, ph * pw * c)
+
+
+def merge_patches(grid, ph: int, pw: int):
+  """grid[B, H/ph, W/pw, ph*pw*C] -> x[B, H, W, C], the inverse of split_patches."""
+  b, gh, gw, f = grid.shape
+  c = f // (ph * pw)
+  x = grid.reshape(b, gh, gw, ph, pw, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, gh * ph, gw * pw, c)
+
+
+def columns_to_sequences(grid):
+  """grid[B, H, W, F] -> seq[H, B*W, F]: each column is a time-major sequence."""
+  b, h, w, f = grid.shape
+  return grid.transpose(1, 0, 2, 3).reshape(h, b * w, f)
+
+
+def sequences_to_columns(seq, batch: int):
+  """seq[H, B*W, F] -> grid[B, H, W, F], the inverse of columns_to_sequences."""
+  h, bw, f = seq.shape
+  return seq.reshape(h, batch, bw // batch, f).transpose(1, 0, 2, 3)
+
+
+def rows_to_sequences(grid):
+  """grid[B, H, W, F] -> seq[W, B*H, F]: each row is a time-major sequence."""
+  b, h, w, f = grid.shape
+  return grid.transpose(2, 0, 1, 3).reshape(w, b * h, f)
+
+
+def sequences_to_rows(seq, batch: int):
+  """seq[W, B*H, F] -> grid[B, H, W, F], the inverse of rows_to_sequences."""
+  w, bh, f = seq.shape
+  return seq.reshape(w, batch, bh // batch, f).transpose(1, 2, 0, 3)
+
+
+class SpatialRNN(nn.Module):
+  """x[B, H, W, C] -> [B, H/ph, W/pw, 2*hidden]: a vertical bidirectional sweep
+  over the patch columns, then a horizontal one over the rows of its output.
+  Both sweeps use cells of `spec`; `norm`, `norm_position` as in RecurrentLayer."""
+  spec: CellSpec
+  patch: tuple[int, int] = (2, 2)
+  norm: str = "none"
+  norm_position: str = "post"
+
+  def _layer(self, name: str) -> RecurrentLayer:
+    return RecurrentLayer(self.spec, self.norm, self.norm_position,
+                          bidirectional=True, name=name)
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    batch = x.shape[0]
+    grid = split_patches(x, *self.patch)
+    h, _ = self._layer("vertical")(columns_to_sequences(grid), train=train)
+    grid = sequences_to_columns(h, batch)
+    h, _ = self._layer("horizontal")(rows_to_sequences(grid), train=train)
+    return sequences_to_rows(h, batch)
+
+
+class ReNetClassifier(nn.Module):
+  """images[B, H, W, C] -> (logits[B, num_classes], ()).
+
+  Stem: per entry of `conv_channels`, a k x k conv (no bias), batch norm, relu
+  and a `pool` x `pool` max-pool. Then one SpatialRNN per entry of `specs`
+  (with the patch of `patches`), each followed by dropout and batch norm; a
+  1x1 conv to the classes and a global average pool.
+  """
+  specs: Sequence[CellSpec]
+  patches: Sequence[tuple[int, int]]
+  num_classes: int
+  conv_channels: Sequence[int] = (32,)
+  conv_kernel: int = 3
+  pool: int = 2
+  norm: str = "none"
+  norm_position: str = "post"
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, images, states=None, *, train: bool):
+    del states  # No state is carried between batches.
+    bn = lambda name: nn.BatchNorm(use_running_average=not train,
+                                   momentum=BN_MOMENTUM, name=name)
+    x = images
+    for i, channels in enumerate(self.conv_channels):
+      x = nn.Conv(channels, (self.conv_kernel,) * 2, use_bias=False,
+                  name=f"conv_{i}")(x)
+      x = nn.relu(bn(f"conv_{i}_norm")(x))
+      if self.pool > 1:
+        x = nn.max_pool(x, (self.pool,) * 2, strides=(self.pool,) * 2)
+    for i, (spec, patch) in enumerate(zip(self.specs, self.patches)):
+      x = SpatialRNN(spec, tuple(patch), self.norm, self.norm_position,
+                     name=f"renet_{i}")(x, train=train)
+      if self.dropout > 0:
+        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+      x = bn(f"renet_{i}_norm")(x)
+    x = nn.Conv(self.num_classes, (1, 1), name="classifier")(x)
+    return jnp.mean(x, axis=(1, 2)), ()
