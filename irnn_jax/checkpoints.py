@@ -44,3 +44,18 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def restore_arrays(directory: str, step=None) -> tuple[int, dict]:
+  """(step, the saved train state as nested dicts of arrays), the latest
+  checkpoint unless `step` is given; for tools that need no optimizer, e.g.
+  {"params": ..., "batch_stats": ...} for sampling."""
+  manager = ocp.CheckpointManager(os.path.abspath(directory),
+                                  item_handlers=ocp.StandardCheckpointHandler())
+  try:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {directory}")
+    return step, manager.restore(step)
+  finally:
+    manager.close()
