@@ -12,7 +12,7 @@ printed too. How the model steps through time: irnn_jax/sampling.py.
 import json
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 import ml_collections
 
 from irnn_jax import checkpoints, models, sampling
@@ -59,6 +59,7 @@ def sample_text(workdir: str, length: int, temperature: float, prime: str = "",
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs several lines per restore.
   print(sample_text(FLAGS.workdir, FLAGS.length, FLAGS.temperature, FLAGS.prime,
                     FLAGS.seed, FLAGS.step))
 

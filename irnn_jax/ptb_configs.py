@@ -44,16 +44,18 @@ _PAPER = {
              "lstm": (2, 1500, 0.65, 35, 20)},
 }
 # CPU size: (num_layers, hidden_size, dropout, learning rate, num_steps);
-# num_steps fills about an hour at the speed measured on 2 shared cores.
+# num_steps fills 45-50 minutes of training at the speed measured on 2 cores
+# shared with other runs (steps/s: char 3.1, 2.9, 5.1, 1.5; word 2.1, 2.1,
+# 1.9, 1.9), leaving time for the evaluations of whole splits.
 _CPU = {
     "char": {"indrnn": (3, 512, 0.1, 2e-3, 8000),
              "res_indrnn": (5, 384, 0.1, 2e-3, 8000),
-             "dense_indrnn": (5, 192, 0.1, 2e-3, 10000),
+             "dense_indrnn": (5, 192, 0.1, 2e-3, 14000),
              "lstm": (1, 512, 0.0, 2e-3, 4000)},
-    "word": {"indrnn": (3, 256, 0.3, 2e-3, 5000),
-             "res_indrnn": (5, 256, 0.3, 2e-3, 5000),
-             "dense_indrnn": (5, 128, 0.3, 2e-3, 5000),
-             "lstm": (2, 256, 0.3, 2e-3, 4500)},
+    "word": {"indrnn": (3, 256, 0.3, 2e-3, 6000),
+             "res_indrnn": (5, 256, 0.3, 2e-3, 6000),
+             "dense_indrnn": (5, 128, 0.3, 2e-3, 5500),
+             "lstm": (2, 256, 0.3, 2e-3, 5500)},
 }
 _CPU_DATA = {"char": (100, 32), "word": (35, 32)}  # (seq_len, batch_size)
 
