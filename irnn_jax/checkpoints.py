@@ -1,5 +1,6 @@
 """Orbax checkpoints of the whole train state, for resuming a run."""
 
+import dataclasses
 import os
 
 import jax
@@ -12,17 +13,30 @@ class Checkpointer:
   def __init__(self, directory: str, every: int, keep: int):
     options = ocp.CheckpointManagerOptions(save_interval_steps=every,
                                            max_to_keep=keep)
-    self._manager = ocp.CheckpointManager(os.path.abspath(directory),
-                                          options=options)
+    self._manager = ocp.CheckpointManager(
+        os.path.abspath(directory), options=options,
+        item_handlers=ocp.StandardCheckpointHandler())
 
   def latest_step(self):
     return self._manager.latest_step()
 
   def restore(self, like):
-    """Restore the latest checkpoint into the structure and shardings of `like`."""
+    """Restore the latest checkpoint into the structure and shardings of `like`.
+
+    A dataclass field that holds no arrays in `like` (TrainState.carry = {})
+    may be missing from the checkpoint: one written before the field existed.
+    """
+    step = self._manager.latest_step()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    return self._manager.restore(self._manager.latest_step(),
-                                 args=ocp.args.StandardRestore(abstract))
+    if dataclasses.is_dataclass(like):
+      saved = set(self._manager.item_metadata(step).keys())
+      names = [f.name for f in dataclasses.fields(like)]
+      absent = [n for n in names if n not in saved]
+      if absent and not jax.tree.leaves([getattr(like, n) for n in absent]):
+        target = {n: getattr(abstract, n) for n in names if n in saved}
+        return like.replace(**self._manager.restore(
+            step, args=ocp.args.StandardRestore(target)))
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
   def save(self, step: int, state, force: bool = False):
     self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
@@ -30,3 +44,18 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def restore_arrays(directory: str, step=None) -> tuple[int, dict]:
+  """(step, the saved train state as nested dicts of arrays), the latest
+  checkpoint unless `step` is given; for tools that need no optimizer, e.g.
+  {"params": ..., "batch_stats": ...} for sampling."""
+  manager = ocp.CheckpointManager(os.path.abspath(directory),
+                                  item_handlers=ocp.StandardCheckpointHandler())
+  try:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {directory}")
+    return step, manager.restore(step)
+  finally:
+    manager.close()

@@ -5,6 +5,10 @@ Everything a run produces lives in `workdir`: the resolved config
 (metrics.json). Running again with the same workdir resumes from the latest
 checkpoint and sees the same data order, because every batch and every dropout
 mask is a function of (seed, step).
+
+A data set with `carries_state` (language models) gets truncated BPTT: the
+final recurrent states of one batch are the initial states of the next
+(TrainState.carry, so a resume restores them), zero at each epoch start.
 """
 
 import json
@@ -37,6 +41,7 @@ class TrainState:
   bad_streak: jax.Array  # Non-finite updates in a row, all skipped.
   skipped: jax.Array  # Non-finite updates skipped in total.
   elapsed: jax.Array  # Seconds of training before the last checkpoint.
+  carry: Any  # Final states of every layer after the last batch; {} unless carried.
 
 
 def _variables(params, batch_stats):
@@ -44,35 +49,50 @@ def _variables(params, batch_stats):
       "params": params}
 
 
-def create_train_state(config, model, tx, sample_inputs) -> TrainState:
+def zero_states(model, variables, inputs):
+  """Zeros shaped like the final states of every layer after `inputs`."""
+  shapes = jax.eval_shape(lambda v, x: model.apply(v, x, train=False)[1],
+                          variables, inputs)
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def create_train_state(config, model, tx, sample_inputs,
+                       carry_state: bool = False) -> TrainState:
   init_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
   variables = jax.jit(lambda k, x: model.init(k, x, train=False))(init_key, sample_inputs)
   params = variables["params"]
+  carry = zero_states(model, variables, sample_inputs) if carry_state else {}
   return TrainState(
       step=jnp.zeros((), jnp.int32), params=params,
       batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
       lr_scale=jnp.ones((), jnp.float32), plateau_best=jnp.full((), jnp.inf),
       plateau_count=jnp.zeros((), jnp.int32), bad_streak=jnp.zeros((), jnp.int32),
-      skipped=jnp.zeros((), jnp.int32), elapsed=jnp.zeros((), jnp.float32))
+      skipped=jnp.zeros((), jnp.int32), elapsed=jnp.zeros((), jnp.float32),
+      carry=carry)
 
 
-def make_train_step(config, model, tx, task: str, u_min: float, u_max: float) -> Callable:
+def make_train_step(config, model, tx, task: str, u_min: float, u_max: float,
+                    carry_state: bool = False) -> Callable:
   """(state, batch) -> (state, metrics): one optax update, skipped when the
-  loss or any gradient is not finite."""
+  loss or any gradient is not finite. With `carry_state` the batch starts
+  from state.carry and leaves its final states there (no gradient flows
+  between batches; a skipped update restarts them at zero)."""
   dropout_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
 
   def train_step(state: TrainState, batch):
     rngs = {"dropout": jax.random.fold_in(dropout_key, state.step)}
 
     def loss_fn(params):
-      (outputs, _), updated = model.apply(
-          _variables(params, state.batch_stats), batch["inputs"], train=True,
-          rngs=rngs, mutable=["batch_stats"])
+      (outputs, finals), updated = model.apply(
+          _variables(params, state.batch_stats), batch["inputs"],
+          state.carry if carry_state else None, train=True, rngs=rngs,
+          mutable=["batch_stats"])
       sums = tasks.batch_metrics(task, outputs, batch)
-      return sums["loss"] / sums["count"], (sums, updated.get("batch_stats", {}))
+      return sums["loss"] / sums["count"], (sums, updated.get("batch_stats", {}),
+                                            finals)
 
-    (loss, (sums, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+    (loss, (sums, batch_stats, finals)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     lr = optim.base_learning_rate(config, state.step) * state.lr_scale
@@ -81,11 +101,15 @@ def make_train_step(config, model, tx, task: str, u_min: float, u_max: float) ->
     params = optim.constrain_u(optax.apply_updates(state.params, updates), u_min, u_max)
     keep_new = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     bad_streak = jnp.where(finite, 0, state.bad_streak + 1)
+    carry = state.carry
+    if carry_state:
+      carry = jax.tree.map(lambda f: jnp.where(finite, jax.lax.stop_gradient(f), 0),
+                           finals)
     new_state = state.replace(
         step=state.step + 1, params=keep_new(params, state.params),
         batch_stats=keep_new(batch_stats, state.batch_stats),
         opt_state=keep_new(opt_state, state.opt_state), bad_streak=bad_streak,
-        skipped=state.skipped + (1 - finite.astype(jnp.int32)))
+        skipped=state.skipped + (1 - finite.astype(jnp.int32)), carry=carry)
     metrics = {k: v / sums["count"] for k, v in sums.items() if k != "count"}
     metrics.update(grad_norm=grad_norm, learning_rate=lr,
                    skipped=1.0 - finite.astype(jnp.float32), bad_streak=bad_streak)
@@ -95,18 +119,25 @@ def make_train_step(config, model, tx, task: str, u_min: float, u_max: float) ->
 
 
 def make_eval_step(model, task: str) -> Callable:
-  def eval_step(params, batch_stats, batch):
-    outputs, _ = model.apply(_variables(params, batch_stats), batch["inputs"],
-                             train=False)
-    return tasks.batch_metrics(task, outputs, batch)
+  """(params, batch_stats, batch, states or None) -> (summed metrics, final states)."""
+
+  def eval_step(params, batch_stats, batch, states):
+    outputs, finals = model.apply(_variables(params, batch_stats), batch["inputs"],
+                                  states, train=False)
+    return tasks.batch_metrics(task, outputs, batch), finals
 
   return jax.jit(eval_step)
 
 
 def evaluate(eval_step, state: TrainState, dataset, split: str, mesh) -> dict:
-  totals = None
+  """Mean metrics over a split; with `carries_state` the recurrent states run
+  on from each batch to the next, from zero."""
+  carry_state = getattr(dataset, "carries_state", False)
+  totals, states = None, None
   for batch in dataset.eval_batches(split):
-    sums = eval_step(state.params, state.batch_stats, parallel.shard_batch(batch, mesh))
+    sums, finals = eval_step(state.params, state.batch_stats,
+                             parallel.shard_batch(batch, mesh), states)
+    states = finals if carry_state else None
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   if totals is None:
     raise ValueError(f"evaluation split {split!r} has no examples")
@@ -199,9 +230,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   parallel.check_divisible(config.data.eval_batch_size, "data.eval_batch_size", mesh)
   _save_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
 
+  carry_state = getattr(dataset, "carries_state", False)
   first_batch = dataset.train_batch(0)
   state = parallel.replicate(
-      create_train_state(config, model, tx, first_batch["inputs"]), mesh)
+      create_train_state(config, model, tx, first_batch["inputs"], carry_state), mesh)
   t = config.train
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
                               t.checkpoint_every, t.keep_checkpoints)
@@ -216,7 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   u_max = models.u_bound(config.model, dataset.seq_len)
   train_step = make_train_step(config, model, tx, dataset.task,
-                               config.model.u_min, u_max)
+                               config.model.u_min, u_max, carry_state)
   eval_step = make_eval_step(model, dataset.task)
   writer = MetricWriter(workdir, start_step)
   progress = _Progress(t.num_steps, start_step, t.max_nonfinite_in_row)
@@ -251,6 +283,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   try:
     for step in range(start_step, t.num_steps):
       batch = first_batch if step == 0 else dataset.train_batch(step)
+      if carry_state and dataset.is_epoch_start(step):
+        state = state.replace(carry=jax.tree.map(jnp.zeros_like, state.carry))
       state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
       progress.add(step + 1, metrics)
       done = step + 1

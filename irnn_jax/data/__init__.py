@@ -5,13 +5,18 @@
       so a resumed run sees the same data order;
   eval_splits: names of the evaluation splits;
   eval_batches(split) -> iterator of dicts, padded batches carrying "mask".
+
+Optional: `carries_state = True` with `is_epoch_start(step)` (language models):
+the trainer feeds the final recurrent states of one batch as the initial
+states of the next, from zero at every epoch start and every evaluation split.
 """
 
-from irnn_jax.data import adding, mnist, tfds_images
+from irnn_jax.data import adding, mnist, ptb, tfds_images
 
 BUILDERS = {
     "adding": adding.build,
     "mnist": mnist.build,
+    "ptb": ptb.build,
     "tfds_image": tfds_images.build,
 }
 

@@ -1,0 +1,68 @@
+"""Print text sampled from a trained language model (configs/ptb_*.py).
+
+  python -m experiments.sample --workdir=runs/ptb_char --length=500 \
+      --temperature=0.8 --prime="the "
+
+Reads workdir/config.json (the model), workdir/vocab.json (the tokens; the
+corpus files are not needed) and the latest checkpoint, or --step. Generation
+starts after an <eos> (a sentence start), then the --prime text, which is
+printed too. How the model steps through time: irnn_jax/sampling.py.
+"""
+
+import json
+import os
+
+from absl import app, flags, logging
+import ml_collections
+
+from irnn_jax import checkpoints, models, sampling
+from irnn_jax.data import ptb
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Work directory of a language-model run.")
+flags.DEFINE_integer("length", 500, "Tokens to generate.")
+flags.DEFINE_float("temperature", 0.8, "Softmax temperature; <= 0 is greedy.")
+flags.DEFINE_string("prime", "", "Text the model reads before generating.")
+flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def load(workdir: str, step=None):
+  """(model, variables, config, vocab dict) of the run in `workdir`."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  vocab = ptb.load_vocab(workdir)
+  n = len(vocab["tokens"])
+  model = models.build_model(config.model, seq_len=config.data.seq_len,
+                             num_outputs=n, readout="all", vocab_size=n)
+  _, saved = checkpoints.restore_arrays(os.path.join(workdir, "checkpoints"), step)
+  variables = {"params": saved["params"]}
+  if saved.get("batch_stats"):
+    variables["batch_stats"] = saved["batch_stats"]
+  return model, variables, config, vocab
+
+
+def sample_text(workdir: str, length: int, temperature: float, prime: str = "",
+                seed: int = 0, step=None) -> str:
+  model, variables, config, vocab = load(workdir, step)
+  tokens, level = vocab["tokens"], vocab["level"]
+  context = [tokens.index(ptb.EOS)] + ptb.text_to_ids(prime, tokens, level)
+  ids = sampling.generate(model, variables, config.data.seq_len, context, length,
+                          temperature, seed)
+  text = ptb.ids_to_text(ids, tokens, level)
+  if level == "word" and prime.strip() and not prime[-1].isspace() and text[:1] != "\n":
+    text = " " + text
+  return prime + text
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs several lines per restore.
+  print(sample_text(FLAGS.workdir, FLAGS.length, FLAGS.temperature, FLAGS.prime,
+                    FLAGS.seed, FLAGS.step))
+
+
+if __name__ == "__main__":
+  app.run(main)
