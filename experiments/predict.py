@@ -14,7 +14,7 @@ import os
 
 from absl import app, flags
 
-from irnn_jax import predictions
+from irnn_jax import predictions, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a finished or running classification run.")
@@ -29,6 +29,7 @@ flags.mark_flags_as_required(["workdir", "output"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  train.quiet_library_logs()
   result = predictions.write_predictions(FLAGS.workdir, FLAGS.split, FLAGS.output,
                                          FLAGS.max_examples, FLAGS.data_dir)
   accuracy = predictions.file_accuracy(FLAGS.output)

@@ -50,7 +50,7 @@ def plot(rows, groups, output, metric, baseline=None, title=""):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  panels = sorted(set(groups), key=str)
+  panels = sorted(set(groups), key=lambda g: (isinstance(g, str), g if g is not None else 0))
   fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
   for ax, panel in zip(axes[0], panels):
     for row, group in zip(rows, groups):

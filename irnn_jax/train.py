@@ -199,7 +199,7 @@ class _QuietLibraries:
     return record.levelno >= 30 or "/orbax/" not in record.pathname
 
 
-def _quiet_library_logs():
+def quiet_library_logs():
   handler = logging.get_absl_handler()
   if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
     handler.addFilter(_QuietLibraries())
@@ -218,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Returns the final metrics, also written to workdir/metrics.json.
   """
   configlib.validate(config)
-  _quiet_library_logs()
+  quiet_library_logs()
   os.makedirs(workdir, exist_ok=True)
   dataset = data.build_dataset(config.data, config.seed, workdir)
   model = models.build_model(config.model, seq_len=dataset.seq_len,
