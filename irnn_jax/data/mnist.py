@@ -30,11 +30,9 @@ from irnn_jax.data.images import VALIDATION_SPLITS, split_train_valid  # pylint:
 from irnn_jax.data.mnist_source import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
 
 VIEWS = ("pixels", "permuted", "patches", "rows", "image")
-NORMALIZATIONS = ("unit", "symmetric", "standardize")
+NORMALIZATIONS = images_lib.NORMALIZATIONS
 PERMUTATION_FILE = "permutation.npy"
-# standardize: pixels whose training std is below this (the border, rarely lit
-# pixels) are divided by it instead, so |inputs| <= 10 (std in [0, 1] units).
-MIN_STD = 0.1
+MIN_STD = images_lib.MIN_STD
 
 
 def view_shape(view: str, patch_size: int) -> tuple[int, int]:
@@ -87,24 +85,9 @@ def load_or_create_permutation(workdir: str, permutation_seed: int) -> np.ndarra
 def pixel_stats(images: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
   """(mean, std), float32 [784], so that inputs = (pixels / 255 - mean) / std.
 
-  `images` uint8 [N, 784] is the training part only.
+  `images` uint8 [N, 784] is the training part only; each pixel is a channel.
   """
-  if how == "unit":
-    return np.zeros(NUM_PIXELS, np.float32), np.ones(NUM_PIXELS, np.float32)
-  if how == "symmetric":
-    return np.full(NUM_PIXELS, 0.5, np.float32), np.full(NUM_PIXELS, 0.5, np.float32)
-  if how != "standardize":
-    raise ValueError(f"config.data.normalize: unknown value {how!r}; choose from "
-                     f"{NORMALIZATIONS}")
-  total = np.zeros(NUM_PIXELS)
-  squares = np.zeros(NUM_PIXELS)
-  for start in range(0, len(images), 10_000):
-    chunk = images[start:start + 10_000].astype(np.float64) / 255.0
-    total += chunk.sum(0)
-    squares += (chunk * chunk).sum(0)
-  mean = total / len(images)
-  std = np.sqrt(np.maximum(squares / len(images) - mean * mean, 0.0))
-  return mean.astype(np.float32), np.maximum(std, MIN_STD).astype(np.float32)
+  return images_lib.channel_stats(images, how)
 
 
 class SequentialMnist(images_lib.LabelledImages):
