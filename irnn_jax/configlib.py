@@ -84,6 +84,9 @@ def base_config() -> ml_collections.ConfigDict:
   t.checkpoint_every = 500
   t.keep_checkpoints = 2
   t.max_nonfinite_in_row = 20  # Skipped non-finite updates before stopping.
+  # Before each evaluation, replace the batch-norm running averages by the mean
+  # statistics of this many recent training batches under the current parameters.
+  t.precise_bn_batches = 0
   t.time_budget_minutes = 0.0  # Stop (evaluate, checkpoint) after this much training; 0 = off.
   return c
 
@@ -131,6 +134,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ("num_steps", "log_every", "eval_every", "checkpoint_every",
                 "keep_checkpoints", "max_nonfinite_in_row"):
     require_positive(t, field, "train")
+  if not isinstance(t.precise_bn_batches, int) or t.precise_bn_batches < 0:
+    raise ValueError(f"config.train.precise_bn_batches must be an integer >= 0, "
+                     f"got {t.precise_bn_batches!r}")
   if t.time_budget_minutes < 0:
     raise ValueError(f"config.train.time_budget_minutes must be >= 0, got {t.time_budget_minutes}")
   require_positive(config.data, "batch_size", "data")

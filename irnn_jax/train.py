@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from irnn_jax import configlib, data, models, optim, parallel, tasks
+from irnn_jax import configlib, data, layers, models, optim, parallel, tasks
 from irnn_jax.checkpoints import Checkpointer
 from irnn_jax.summary import MetricWriter
 
@@ -116,6 +116,33 @@ def make_train_step(config, model, tx, task: str, u_min: float, u_max: float,
     return new_state, metrics
 
   return jax.jit(train_step, donate_argnums=0)
+
+
+def make_batch_stats_step(model) -> Callable:
+  """(params, zero batch_stats, inputs) -> this batch's own statistics of every
+  batch norm (the running-average update from zero, divided by 1 - momentum)."""
+
+  def batch_stats_step(params, zeros, inputs):
+    _, updated = model.apply({"params": params, "batch_stats": zeros}, inputs, train=True,
+                             rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"])
+    return jax.tree.map(lambda s: s / (1.0 - layers.BN_MOMENTUM), updated["batch_stats"])
+
+  return jax.jit(batch_stats_step)
+
+
+def precise_batch_stats(batch_stats_step, state: TrainState, batches, mesh):
+  """Batch-norm statistics of the current parameters: the mean over `batches`.
+
+  The running averages mix statistics of the last ~10 parameter versions; on
+  long ReLU sequences (pixel MNIST) they can lag far enough to ruin evaluation.
+  """
+  zeros = jax.tree.map(jnp.zeros_like, state.batch_stats)
+  total, count = None, 0
+  for batch in batches:
+    stats = batch_stats_step(state.params, zeros, parallel.shard_batch(batch, mesh)["inputs"])
+    total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+    count += 1
+  return jax.tree.map(lambda s: s / count, total)
 
 
 def make_eval_step(model, task: str) -> Callable:
@@ -250,6 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_step = make_train_step(config, model, tx, dataset.task,
                                config.model.u_min, u_max, carry_state)
   eval_step = make_eval_step(model, dataset.task)
+  batch_stats_step = make_batch_stats_step(model)
   writer = MetricWriter(workdir, start_step)
   progress = _Progress(t.num_steps, start_step, t.max_nonfinite_in_row)
   session_start = time.time()
@@ -259,6 +287,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   def run_evaluation(step):
     nonlocal state
     eval_start = time.time()
+    if t.precise_bn_batches and state.batch_stats:
+      first = max(step - t.precise_bn_batches, 0)  # The latest training batches.
+      batches = (dataset.train_batch(s) for s in range(first, first + t.precise_bn_batches))
+      state = state.replace(batch_stats=precise_batch_stats(
+          batch_stats_step, state, batches, mesh))
     results = {}
     for split in dataset.eval_splits:
       for k, v in evaluate(eval_step, state, dataset, split, mesh).items():
