@@ -13,10 +13,7 @@ VARIANTS = ("indrnn", "irnn", "lstm", "rnn")
 
 
 def get_config(variant: str = "indrnn"):
-  cell, _, size = variant.partition("_")
-  if cell not in VARIANTS or size not in ("", "paper"):
-    raise ValueError(f"unknown adding variant {variant!r}; choose from {VARIANTS}"
-                     " with an optional _paper suffix")
+  cell, paper = configlib.split_variant(variant, VARIANTS, "adding")
   c = configlib.base_config()
   c.data.name = "adding"
   c.data.seq_len = 100
@@ -49,7 +46,7 @@ def get_config(variant: str = "indrnn"):
     c.model.input_init = "glorot"
     c.optimizer.clip_global_norm = 10.0
 
-  if size == "paper":
+  if paper:
     c.train.num_steps = 50_000
     c.train.eval_every = 1000
     c.train.checkpoint_every = 1000

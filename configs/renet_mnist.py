@@ -16,11 +16,7 @@ from irnn_jax import configlib, mnist_configs, renet_configs
 
 
 def get_config(variant: str = "indrnn"):
-  cell = variant.removesuffix("_paper")
-  paper = variant.endswith("_paper")
-  if cell not in renet_configs.CELLS:
-    raise ValueError(f"unknown ReNet MNIST variant {variant!r}; choose from "
-                     f"{renet_configs.CELLS} with an optional _paper suffix")
+  cell, paper = configlib.split_variant(variant, renet_configs.CELLS, "ReNet MNIST")
   c = mnist_configs.data_config(configlib.base_config(), "image")
   renet_configs.model_config(c, cell, paper)
   c.data.batch_size = 64

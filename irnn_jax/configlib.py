@@ -91,6 +91,15 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def split_variant(variant: str, choices, experiment: str) -> tuple[str, bool]:
+  """"NAME" or "NAME_paper" -> (NAME, whether the paper-sized setting is asked)."""
+  name = variant.removesuffix("_paper")
+  if name not in choices:
+    raise ValueError(f"unknown {experiment} variant {variant!r}; choose from "
+                     f"{tuple(choices)} with an optional _paper suffix")
+  return name, variant.endswith("_paper")
+
+
 def require_positive(cfg: ml_collections.ConfigDict, field: str, prefix: str):
   value = cfg[field]
   if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:

@@ -45,11 +45,7 @@ def data_config(c: ml_collections.ConfigDict, view: str) -> ml_collections.Confi
 
 
 def mnist_config(view: str, variant: str) -> ml_collections.ConfigDict:
-  cell = variant.removesuffix("_paper")
-  paper = variant.endswith("_paper")
-  if cell not in VARIANTS:
-    raise ValueError(f"unknown MNIST variant {variant!r}; choose from {VARIANTS} "
-                     "with an optional _paper suffix")
+  cell, paper = configlib.split_variant(variant, VARIANTS, "MNIST")
   c = data_config(configlib.base_config(), view)
   m, o = c.model, c.optimizer
   c.schedule.plateau_metric = "valid/loss"  # Never select on the test set.

@@ -73,11 +73,7 @@ def data_config(c: ml_collections.ConfigDict, level: str) -> ml_collections.Conf
 
 
 def ptb_config(level: str, variant: str) -> ml_collections.ConfigDict:
-  arch = variant.removesuffix("_paper")
-  paper = variant.endswith("_paper")
-  if arch not in VARIANTS:
-    raise ValueError(f"unknown PTB {level} variant {variant!r}; choose from "
-                     f"{VARIANTS} with an optional _paper suffix")
+  arch, paper = configlib.split_variant(variant, VARIANTS, f"PTB {level}")
   c = data_config(configlib.base_config(), level)
   m, o, s, t = c.model, c.optimizer, c.schedule, c.train
   if paper:
