@@ -44,6 +44,8 @@ class CellSpec:
   u_value: float = 1.0
   forget_bias: float = 1.0  # LSTM forget-gate bias.
   unroll: int = 1  # lax.scan unroll factor.
+  remat: bool = False  # Recompute each step in the backward pass (not IndRNN:
+  # its custom backward already stores only h).
 
 
 def _input_kernel_init(spec: CellSpec):
@@ -116,16 +118,16 @@ class RecurrentCell(nn.Module):
     """z[T, B, G*H] -> (h[T, B, H], final state)."""
     if state is None:
       state = self.initial_state(z.shape[1], z.dtype)
-    kind, unroll = self.spec.kind, self.spec.unroll
+    kind, unroll, remat = self.spec.kind, self.spec.unroll, self.spec.remat
     if kind == "indrnn":
       return recurrences.elementwise_scan(z, self.u, state, self.activation_name, unroll)
     if kind in ("irnn", "rnn"):
       return recurrences.dense_scan(z, self.recurrent_kernel, state,
-                                    self.activation, unroll)
+                                    self.activation, unroll, remat)
     if kind == "lstm":
-      return recurrences.lstm_scan(z, self.recurrent_kernel, state, unroll)
+      return recurrences.lstm_scan(z, self.recurrent_kernel, state, unroll, remat)
     return recurrences.gru_scan(z, self.recurrent_kernel, self.recurrent_bias_n,
-                                state, unroll)
+                                state, unroll, remat)
 
   def __call__(self, x, state=None):
     return self.recur(self.project(x), state)

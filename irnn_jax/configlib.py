@@ -53,6 +53,8 @@ def base_config() -> ml_collections.ConfigDict:
   m.forget_bias = 1.0
   m.embed_size = 0  # Language models: 0 -> hidden_size.
   m.unroll = 1  # lax.scan unroll factor.
+  m.remat = False  # Recompute each scan step in the backward pass: LSTM/GRU/RNN
+  # store only h (and c) per step, not the gates. IndRNN always stores only h.
 
   o = c.optimizer = ml_collections.ConfigDict()
   o.name = "adam"  # sgd | adam | rmsprop

@@ -121,7 +121,7 @@ def cell_specs(model_cfg: ml_collections.ConfigDict, seq_len: int,
       identity_scale=m.identity_scale, recurrent_init=m.recurrent_init,
       recurrent_std=m.recurrent_std, u_init=m.u_init, u_low=m.u_low,
       u_high=u_high, u_value=m.u_value, forget_bias=m.forget_bias,
-      unroll=m.unroll)
+      unroll=m.unroll, remat=m.remat)
   if m.last_layer_u == "same":
     last = base
   elif m.last_layer_u == "near_one":

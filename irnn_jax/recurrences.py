@@ -14,7 +14,10 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def _scan(step, state, z, unroll: int, reverse: bool = False):
+def _scan(step, state, z, unroll: int, reverse: bool = False, remat: bool = False):
+  """lax.scan; with `remat` the backward pass recomputes each step from its
+  carry and input instead of storing the step's intermediates (gates)."""
+  step = jax.checkpoint(step) if remat else step
   return jax.lax.scan(step, state, z, unroll=unroll, reverse=reverse)
 
 
@@ -88,19 +91,19 @@ def elementwise_scan_autodiff(z: Array, u: Array, h0: Array, activation: str = "
 
 
 def dense_scan(z: Array, w_h: Array, h0: Array, activation: Callable,
-               unroll: int = 1) -> tuple[Array, Array]:
+               unroll: int = 1, remat: bool = False) -> tuple[Array, Array]:
   """Full-matrix recurrence h_t = act(z_t + h_{t-1} @ W_h) (IRNN, tanh RNN)."""
 
   def step(h, z_t):
     h = activation(z_t + h @ w_h)
     return h, h
 
-  h_final, hs = _scan(step, h0, z, unroll)
+  h_final, hs = _scan(step, h0, z, unroll, remat=remat)
   return hs, h_final
 
 
-def lstm_scan(z: Array, w_h: Array, state: tuple[Array, Array],
-              unroll: int = 1) -> tuple[Array, tuple[Array, Array]]:
+def lstm_scan(z: Array, w_h: Array, state: tuple[Array, Array], unroll: int = 1,
+              remat: bool = False) -> tuple[Array, tuple[Array, Array]]:
   """LSTM with gates ordered (input, forget, cell, output) along the last axis."""
 
   def step(carry, z_t):
@@ -110,12 +113,12 @@ def lstm_scan(z: Array, w_h: Array, state: tuple[Array, Array],
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
     return (h, c), h
 
-  final, hs = _scan(step, state, z, unroll)
+  final, hs = _scan(step, state, z, unroll, remat=remat)
   return hs, final
 
 
 def gru_scan(z: Array, w_h: Array, b_hn: Array, h0: Array,
-             unroll: int = 1) -> tuple[Array, Array]:
+             unroll: int = 1, remat: bool = False) -> tuple[Array, Array]:
   """GRU, gates ordered (reset, update, new), with the reset gate applied to
   the recurrent term of the candidate: n = tanh(z_n + r * (h W_hn + b_hn))."""
 
@@ -128,5 +131,5 @@ def gru_scan(z: Array, w_h: Array, b_hn: Array, h0: Array,
     h = (1.0 - update) * n + update * h
     return h, h
 
-  h_final, hs = _scan(step, h0, z, unroll)
+  h_final, hs = _scan(step, h0, z, unroll, remat=remat)
   return hs, h_final

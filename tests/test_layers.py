@@ -117,3 +117,24 @@ def test_dense_stack_concatenates_and_transitions():
   h4 = f[4](t)
   h5 = f[5](cat(t, h4))
   np.testing.assert_allclose(np.asarray(y), cat(t, h4, h5), atol=1e-5)
+
+
+
+def _cell_loss_and_grads(kind: str, remat: bool, x):
+  cell = RecurrentCell(CellSpec(kind=kind, hidden_size=16, input_init="glorot", remat=remat))
+  params = cell.init(jax.random.PRNGKey(0), x)["params"]
+  step = jax.jit(jax.value_and_grad(lambda p: (cell.apply({"params": p}, x)[0] ** 2).mean()))
+  temp = step.lower(params).compile().memory_analysis().temp_size_in_bytes
+  value, grads = step(params)
+  return value, grads, temp
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_remat_same_gradients_less_memory(kind):
+  x = _x((400, 8, 3))
+  value, grads, temp = _cell_loss_and_grads(kind, False, x)
+  value_r, grads_r, temp_r = _cell_loss_and_grads(kind, True, x)
+  np.testing.assert_allclose(value_r, value, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               grads_r, grads)
+  assert temp_r < 0.8 * temp, (temp_r, temp)
