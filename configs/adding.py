@@ -5,9 +5,10 @@
 
 Variants: indrnn (2 x 128), irnn (1 x 100), lstm (1 x 128), rnn (tanh, 1 x 128).
 A "_paper" suffix trains for the paper's budget instead of the CPU one.
+Sweeps (get_sweep, run by experiments/sweep.py): figure2, t5000, or a variant.
 """
 
-from irnn_jax import configlib
+from irnn_jax import configlib, sweeps
 
 VARIANTS = ("indrnn", "irnn", "lstm", "rnn")
 
@@ -53,7 +54,11 @@ def get_config(variant: str = "indrnn"):
   return c
 
 
-def get_sweep(variant: str = "indrnn"):
-  """The IndRNN paper's Figure 2 lengths."""
-  del variant
-  return [{"data.seq_len": t} for t in (100, 500, 1000, 5000)]
+def get_sweep(name: str = "indrnn"):
+  """figure2: IRNN, IndRNN, LSTM at T = 1000, 500, 100 (longest first);
+  t5000: IndRNN at T = 5000; a variant name: that variant at T = 100 ... 5000."""
+  if name == "figure2":
+    return sweeps.product({"data.seq_len": (1000, 500, 100), "variant": ("irnn", "indrnn", "lstm")})
+  if name == "t5000":
+    return [{"variant": "indrnn", "data.seq_len": 5000}]
+  return sweeps.product({"variant": [name], "data.seq_len": (100, 500, 1000, 5000)})

@@ -8,8 +8,14 @@ Variants (see irnn_jax/mnist_configs.py): irnn, indrnn, res_indrnn, lstm, rnn,
 each with an optional "_paper" suffix.
 """
 
-from irnn_jax import mnist_configs
+from irnn_jax import mnist_configs, sweeps
 
 
 def get_config(variant: str = "indrnn"):
   return mnist_configs.mnist_config("permuted", variant)
+
+
+def get_sweep(name: str = "indrnn"):
+  """IRNN, IndRNN and LSTM; paper-sized if `name` ends in _paper."""
+  suffix = "_paper" if name.endswith("_paper") else ""
+  return sweeps.product(variant=[cell + suffix for cell in ("irnn", "indrnn", "lstm")])

@@ -9,8 +9,14 @@ The data: the four IDX files in --config.data.dir (default ../shared/data/mnist)
 or the TFDS mnist data set (--config.data.source=tfds).
 """
 
-from irnn_jax import mnist_configs
+from irnn_jax import mnist_configs, sweeps
 
 
 def get_config(variant: str = "indrnn"):
   return mnist_configs.mnist_config("pixels", variant)
+
+
+def get_sweep(name: str = "indrnn"):
+  """IRNN, IndRNN and LSTM; paper-sized if `name` ends in _paper."""
+  suffix = "_paper" if name.endswith("_paper") else ""
+  return sweeps.product(variant=[cell + suffix for cell in ("irnn", "indrnn", "lstm")])

@@ -1,0 +1,234 @@
+"""Sweeps: override lists, point names, the runner with real child processes, reports."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from configs import adding, permuted_mnist, sequential_mnist
+from experiments import report, sweep
+from irnn_jax import sweeps
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A config file for tiny sweeps: each child trains 4 steps of a 1 x 8 network.
+TINY_CONFIG = '''
+from configs import adding
+
+
+def get_config(variant="indrnn"):
+  c = adding.get_config(variant)
+  c.data.update(seq_len=6, batch_size=8, eval_examples=16, eval_batch_size=16)
+  c.model.update(num_layers=1, hidden_size=8)
+  c.train.update(num_steps=4, log_every=2, eval_every=4, checkpoint_every=4)
+  return c
+
+
+def get_sweep(name="indrnn"):
+  if name == "with_failure":  # hidden_size=-1 passes the up-front check, fails in training.
+    return [{"data.seq_len": 5}, {"model.hidden_size": -1}]
+  if name == "typo":
+    return [{"data.seq_len": 5}, {"model.hiden_size": 4}]
+  return [{"data.seq_len": 4}, {"data.seq_len": 6}, {"variant": "irnn", "data.seq_len": 6}]
+'''
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+  path = tmp_path_factory.mktemp("config") / "tiny.py"
+  path.write_text(TINY_CONFIG)
+  return str(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def in_repo_root():
+  """Children run `python -m experiments.main` from the current directory."""
+  with pytest.MonkeyPatch.context() as m:
+    m.chdir(REPO)
+    yield
+
+
+def _rows(workdir):
+  with open(os.path.join(workdir, "results.csv")) as f:
+    return list(csv.DictReader(f))
+
+
+def test_product_and_zip():
+  assert sweeps.product({"data.seq_len": [1, 2]}, variant=["a", "b"]) == [
+      {"data.seq_len": 1, "variant": "a"}, {"data.seq_len": 1, "variant": "b"},
+      {"data.seq_len": 2, "variant": "a"}, {"data.seq_len": 2, "variant": "b"}]
+  assert sweeps.zip_fields({"data.seq_len": (1, 2)}, variant=("a", "b")) == [
+      {"data.seq_len": 1, "variant": "a"}, {"data.seq_len": 2, "variant": "b"}]
+  with pytest.raises(ValueError, match="equal length"):
+    sweeps.zip_fields({"data.seq_len": [1, 2]}, variant=["a"])
+  with pytest.raises(TypeError, match="list of values"):
+    sweeps.product(variant="indrnn")
+
+
+def test_config_sweeps_expand_to_the_expected_overrides():
+  assert adding.get_sweep("figure2") == [
+      {"data.seq_len": 1000, "variant": "irnn"}, {"data.seq_len": 1000, "variant": "indrnn"},
+      {"data.seq_len": 1000, "variant": "lstm"}, {"data.seq_len": 500, "variant": "irnn"},
+      {"data.seq_len": 500, "variant": "indrnn"}, {"data.seq_len": 500, "variant": "lstm"},
+      {"data.seq_len": 100, "variant": "irnn"}, {"data.seq_len": 100, "variant": "indrnn"},
+      {"data.seq_len": 100, "variant": "lstm"}]
+  assert adding.get_sweep("t5000") == [{"variant": "indrnn", "data.seq_len": 5000}]
+  assert adding.get_sweep("lstm") == [
+      {"variant": "lstm", "data.seq_len": 100}, {"variant": "lstm", "data.seq_len": 500},
+      {"variant": "lstm", "data.seq_len": 1000}, {"variant": "lstm", "data.seq_len": 5000}]
+  for module in (sequential_mnist, permuted_mnist):
+    assert module.get_sweep("indrnn") == [
+        {"variant": "irnn"}, {"variant": "indrnn"}, {"variant": "lstm"}]
+    assert module.get_sweep("res_indrnn_paper") == [
+        {"variant": "irnn_paper"}, {"variant": "indrnn_paper"}, {"variant": "lstm_paper"}]
+
+
+def test_plan_checks_every_point_and_names_its_directory(tmp_path):
+  points = sweep.plan("configs/adding.py", "indrnn", "figure2", str(tmp_path),
+                      {"train.num_steps": 3})
+  assert [p.name for p in points[:2]] == ["seq_len=1000,variant=irnn",
+                                          "seq_len=1000,variant=indrnn"]
+  assert points[0].variant == "irnn"
+  assert points[0].fields == {"train.num_steps": 3, "data.seq_len": 1000}
+  argv = sweep.child_argv("configs/adding.py", points[0])
+  assert argv[1:] == ["-m", "experiments.main", "--config=configs/adding.py:irnn",
+                      f"--workdir={tmp_path}/seq_len=1000,variant=irnn",
+                      "--config.train.num_steps=3", "--config.data.seq_len=1000"]
+  assert [p.variant for p in sweep.plan("configs/sequential_mnist.py", "indrnn", None,
+                                        str(tmp_path), {})] == ["irnn", "indrnn", "lstm"]
+
+
+def test_point_names_are_stable_and_filesystem_safe():
+  assert sweeps.point_name({}) == "default"
+  assert sweeps.point_name({"variant": "lstm", "optimizer.learning_rate": 1e-3}) == (
+      "variant=lstm,learning_rate=0.001")
+  # The whole dotted name where the last parts repeat; no "/" or spaces.
+  assert sweeps.point_name({"a.x": 1, "b.x": "p/q r"}) == "a.x=1,b.x=p_q_r"
+  long = {"data.dir": "d" * 300}
+  assert sweeps.point_name(long) == sweeps.point_name(dict(long))
+  assert len(sweeps.point_name(long)) <= sweeps.MAX_NAME_LEN
+
+
+def test_unknown_field_raises_naming_it(tiny_config, tmp_path):
+  cfg = adding.get_config("indrnn")
+  with pytest.raises(ValueError, match="'model.hiden_size'.*did you mean 'hidden_size'"):
+    sweeps.apply_overrides(cfg, {"model.hiden_size": 4})
+  with pytest.raises(ValueError, match="config has no field 'modle'"):
+    sweeps.apply_overrides(cfg, {"modle.hidden_size": 4})
+  with pytest.raises(TypeError, match="config.model.cell"):
+    sweeps.apply_overrides(cfg, {"model.cell": 3})
+  sweeps.apply_overrides(cfg, {"model.hidden_size": 4, "variant": "lstm"})
+  assert cfg.model.hidden_size == 4
+  # A typo in one point stops the sweep before anything runs.
+  with pytest.raises(ValueError, match="sweep point hiden_size=4: unknown config field"):
+    sweep.run_sweep(f"{tiny_config}:indrnn", str(tmp_path / "sweep"), sweep="typo")
+  assert not (tmp_path / "sweep").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tiny_config, tmp_path_factory):
+  """Three real points, two at a time; the sweep's directory."""
+  workdir = str(tmp_path_factory.mktemp("sweep"))
+  assert sweep.run_sweep(f"{tiny_config}:indrnn", workdir, parallel=2,
+                         overrides={"train.num_steps": 3}) == 0
+  return workdir
+
+
+def test_three_points_finish_and_a_rerun_does_no_new_work(tiny_config, tiny_sweep):
+  rows = _rows(tiny_sweep)
+  assert [r["name"] for r in rows] == ["seq_len=4", "seq_len=6", "variant=irnn,seq_len=6"]
+  assert [r["status"] for r in rows] == ["finished"] * 3
+  assert [r["step"] for r in rows] == ["3"] * 3  # The global override reached every point.
+  assert all(float(r["test/mse"]) > 0 and float(r["wall_s"]) > 0 for r in rows)
+  assert [r["variant"] for r in rows] == ["", "", "irnn"]
+  assert '"cell": "irnn"' in open(os.path.join(tiny_sweep, "variant=irnn,seq_len=6",
+                                               "config.json")).read()
+  assert os.path.exists(os.path.join(tiny_sweep, "sweep.json"))
+  assert "| name | data.seq_len | variant | status |" in open(
+      os.path.join(tiny_sweep, "results.md")).read()
+
+  files = [os.path.join(tiny_sweep, r["name"], f) for r in rows for f in ("metrics.json", "log.txt")]
+  before = [os.path.getmtime(f) for f in files]
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.sweep", f"--config={tiny_config}:indrnn",
+       f"--workdir={tiny_sweep}", "--parallel=2", "--config.train.num_steps=3"],
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert "3 already finished, 0 to run" in result.stdout
+  assert "start" not in result.stdout
+  assert [os.path.getmtime(f) for f in files] == before
+  assert [r["status"] for r in _rows(tiny_sweep)] == ["finished"] * 3
+
+
+def test_failed_point_is_reported_and_the_others_finish(tiny_config, tmp_path, capsys):
+  workdir = str(tmp_path)
+  assert sweep.run_sweep(f"{tiny_config}:indrnn", workdir, sweep="with_failure",
+                         parallel=2, overrides={"train.num_steps": 2}) == 1
+  out = capsys.readouterr().out
+  assert "FAILED    hidden_size=-1" in out
+  assert "config.model.hidden_size must be positive" in out  # The tail of its log.
+  assert "failed: ['hidden_size=-1']" in out
+  rows = _rows(workdir)
+  assert [(r["name"], r["status"]) for r in rows] == [("seq_len=5", "finished"),
+                                                      ("hidden_size=-1", "failed")]
+  assert rows[0]["step"] == "2" and rows[1]["step"] == ""
+
+
+# Fake children for the interruption test: no JAX, they either finish at once
+# (writing metrics.json) or sleep until stopped.
+FAKE_CHILD = """
+import json, os, sys, time
+workdir, slow = sys.argv[1], sys.argv[2] == "slow"
+if slow:
+  open(os.path.join(workdir, "started"), "w").write(str(os.getpid()))
+  time.sleep(60)
+json.dump({"step": 1}, open(os.path.join(workdir, "metrics.json"), "w"))
+"""
+
+
+def test_sigterm_stops_the_children_and_a_rerun_continues(tiny_config, tmp_path, capsys):
+  workdir = str(tmp_path)
+  slow = {"seq_len=6", "variant=irnn,seq_len=6"}
+
+  def launch(config_file, point):
+    mode = "slow" if point.name in slow else "fast"
+    return [sys.executable, "-c", FAKE_CHILD, point.workdir, mode]
+
+  def stop_when_both_slow_points_run():
+    markers = [os.path.join(workdir, name, "started") for name in slow]
+    deadline = time.time() + 60
+    while not all(map(os.path.exists, markers)) and time.time() < deadline:
+      time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  threading.Thread(target=stop_when_both_slow_points_run, daemon=True).start()
+  code = sweep.run_sweep(f"{tiny_config}:indrnn", workdir, parallel=2, launch=launch)
+  assert code == 130
+  assert "interrupted: 1 of 3 points finished ['seq_len=4']" in capsys.readouterr().out
+  for name in slow:  # Stopped and reaped.
+    with pytest.raises(ProcessLookupError):
+      os.kill(int(open(os.path.join(workdir, name, "started")).read()), 0)
+  assert [r["status"] for r in _rows(workdir)] == ["finished", "interrupted", "interrupted"]
+
+  slow.clear()
+  assert sweep.run_sweep(f"{tiny_config}:indrnn", workdir, parallel=2, launch=launch) == 0
+  out = capsys.readouterr().out
+  assert "1 already finished, 2 to run" in out and "start     seq_len=4" not in out
+  with open(os.path.join(workdir, "seq_len=4", "log.txt")) as f:
+    assert f.read().count("=== ") == 1  # Started once, over both runs.
+
+
+def test_report_reads_the_trainers_event_files(tiny_sweep, tmp_path):
+  runs = [os.path.join(tiny_sweep, name) for name in ("seq_len=4", "seq_len=6")]
+  rows = [report.summarize(run, "test/mse", "min") for run in runs]
+  assert [r["run"] for r in rows] == ["seq_len=4", "seq_len=6"]
+  assert all(r["final_step"] == 3 and r["final"] > 0 for r in rows)
+  assert [report.config_field(run, "data.seq_len") for run in runs] == [4, 6]
+  output = str(tmp_path / "curves.png")
+  report.plot(rows, [4, 6], output, "test/mse")
+  assert os.path.getsize(output) > 0
