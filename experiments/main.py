@@ -2,24 +2,35 @@
 
   python -m experiments.main --config=configs/adding.py:indrnn --workdir=runs/adding \
       --config.data.seq_len=1000
+
+Several processes (hosts): start the same command in each with --multihost
+(Cloud TPU, SLURM, Open MPI: JAX finds its peers), or with
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from irnn_jax import train
+from irnn_jax import parallel, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics; "
                     "rerunning with the same one resumes.")
+flags.DEFINE_bool("multihost", False, "Join a multi-process run (jax.distributed).")
+flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0; implies --multihost.")
+flags.DEFINE_integer("num_processes", 0, "Processes in the run; implies --multihost.")
+flags.DEFINE_integer("process_id", -1, "This process's index; implies --multihost.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if (FLAGS.multihost or FLAGS.coordinator_address or FLAGS.num_processes
+      or FLAGS.process_id >= 0):
+    parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

@@ -1,7 +1,13 @@
 """Data parallelism with `jax.sharding`: the batch is split over all devices,
-the train state is replicated, and `jit` inserts the gradient all-reduce."""
+the train state is replicated, and `jit` inserts the gradient all-reduce.
+
+Several processes (hosts) work the same way after `initialize`: the mesh spans
+the devices of every process, and each process puts only its own rows of each
+batch on its own devices (`shard_batch`).
+"""
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -20,10 +26,47 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def initialize(coordinator_address: str = "", num_processes: int = 0,
+               process_id: int = -1):
+  """Join a multi-process run (`jax.distributed.initialize`). Give all three
+  arguments to launch by hand (e.g. two processes on one machine); give none
+  where JAX finds them itself (Cloud TPU, SLURM, Open MPI)."""
+  explicit = {}
+  if coordinator_address:
+    explicit["coordinator_address"] = coordinator_address
+  if num_processes:
+    explicit["num_processes"] = num_processes
+  if process_id >= 0:
+    explicit["process_id"] = process_id
+  jax.distributed.initialize(**explicit)
+
+
+def is_main_process() -> bool:
+  """Process 0 writes the logs, metrics and config files."""
+  return jax.process_index() == 0
+
+
+def value_of_main_process(value):
+  """Process 0's `value` (a host scalar or array) in every process: for what
+  each process measures itself, such as wall time, but all must agree on."""
+  if jax.process_count() == 1:
+    return value
+  return multihost_utils.broadcast_one_to_all(np.asarray(value)).item()
+
+
+def process_rows(array: np.ndarray) -> np.ndarray:
+  """This process's contiguous share of the rows of a global batch."""
+  rows = array.shape[0] // jax.process_count()
+  start = jax.process_index() * rows
+  return array[start:start + rows]
+
+
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
-  """Put numpy arrays [B, ...] on the mesh, split along B."""
+  """Global numpy arrays [B, ...] -> arrays on the mesh, split along B; each
+  process transfers only its own rows (the mesh lists devices by process)."""
   sharding = batch_sharded(mesh)
-  return {k: jax.device_put(v, sharding) for k, v in batch.items()}
+  return {k: jax.make_array_from_process_local_data(sharding, process_rows(v), v.shape)
+          for k, v in batch.items()}
 
 
 def replicate(tree, mesh: Mesh):

@@ -13,22 +13,27 @@ from tensorboardX.proto import event_pb2
 
 
 class MetricWriter:
-  """Writes scalar dicts as TensorBoard events under `logdir`."""
+  """Writes scalar dicts as TensorBoard events under `logdir`; writes nothing
+  when not `active` (every process but the first of a multi-process run)."""
 
-  def __init__(self, logdir: str, start_step: int = 0):
+  def __init__(self, logdir: str, start_step: int = 0, active: bool = True):
     # On resume, TensorBoard hides what the crashed run logged after the checkpoint.
-    self._writer = SummaryWriter(logdir, purge_step=start_step + 1 if start_step else None,
-                                 flush_secs=10)
+    self._writer = SummaryWriter(
+        logdir, purge_step=start_step + 1 if start_step else None,
+        flush_secs=10) if active else None
 
   def write_scalars(self, step: int, scalars: dict[str, float]):
     for tag, value in scalars.items():
-      self._writer.add_scalar(tag, float(value), global_step=step)
+      if self._writer:
+        self._writer.add_scalar(tag, float(value), global_step=step)
 
   def flush(self):
-    self._writer.flush()
+    if self._writer:
+      self._writer.flush()
 
   def close(self):
-    self._writer.close()
+    if self._writer:
+      self._writer.close()
 
 
 def _records(path: str):

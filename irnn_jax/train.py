@@ -232,7 +232,18 @@ def quiet_library_logs():
     handler.addFilter(_QuietLibraries())
 
 
+def _agreed(flag: bool, may_sync: bool) -> bool:
+  """`flag` as process 0 sees it. With several processes every one must stop
+  at the same step, so they ask process 0, only at steps where `may_sync`
+  (a host round trip costs time)."""
+  if jax.process_count() == 1:
+    return flag
+  return may_sync and bool(parallel.value_of_main_process(flag))
+
+
 def _save_json(path: str, payload: dict):
+  if not parallel.is_main_process():
+    return
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(payload, f, indent=2, sort_keys=True)
@@ -278,7 +289,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                config.model.u_min, u_max, carry_state)
   eval_step = make_eval_step(model, dataset.task)
   batch_stats_step = make_batch_stats_step(model)
-  writer = MetricWriter(workdir, start_step)
+  writer = MetricWriter(workdir, start_step, active=parallel.is_main_process())
   progress = _Progress(t.num_steps, start_step, t.max_nonfinite_in_row)
   session_start = time.time()
   elapsed_before = float(state.elapsed)
@@ -308,8 +319,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           config, results[metric], float(state.plateau_best),
           int(state.plateau_count), float(state.lr_scale))
       state = state.replace(**parallel.replicate(
-          {"plateau_best": jnp.float32(best), "plateau_count": jnp.int32(count),
-           "lr_scale": jnp.float32(scale)}, mesh))
+          {"plateau_best": np.float32(best), "plateau_count": np.int32(count),
+           "lr_scale": np.float32(scale)}, mesh))
     progress.window_start += time.time() - eval_start  # Not training time.
     return results
 
@@ -321,16 +332,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
       progress.add(step + 1, metrics)
       done = step + 1
-      out_of_time = (t.time_budget_minutes > 0 and
-                     elapsed_before + time.time() - session_start >= 60 * t.time_budget_minutes)
+      out_of_time = t.time_budget_minutes > 0 and _agreed(
+          elapsed_before + time.time() - session_start >= 60 * t.time_budget_minutes,
+          done % t.log_every == 0)
       last = done == t.num_steps or out_of_time
       if done % t.log_every == 0 or last or done % t.checkpoint_every == 0:
         train_means = progress.flush(done, writer) or train_means
       if done % t.eval_every == 0 or last:
         eval_results = run_evaluation(done)
       if done % t.checkpoint_every == 0 or last:
-        elapsed = elapsed_before + time.time() - session_start
-        state = state.replace(elapsed=parallel.replicate(jnp.float32(elapsed), mesh))
+        elapsed = parallel.value_of_main_process(elapsed_before + time.time() - session_start)
+        state = state.replace(elapsed=parallel.replicate(np.float32(elapsed), mesh))
         checkpointer.save(done, state, force=last)
       if out_of_time:
         logging.info("Time budget of %g minutes reached at step %d", t.time_budget_minutes, done)

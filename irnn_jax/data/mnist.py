@@ -76,7 +76,7 @@ def load_or_create_permutation(workdir: str, permutation_seed: int) -> np.ndarra
                       permutation_seed)
     return saved
   os.makedirs(workdir, exist_ok=True)
-  tmp = path + ".tmp.npy"
+  tmp = path + f".{os.getpid()}.tmp.npy"  # Per process: several may write at once.
   np.save(tmp, perm)
   os.replace(tmp, path)
   return perm

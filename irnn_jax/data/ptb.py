@@ -115,7 +115,7 @@ def save_or_check_vocab(workdir: str, level: str, vocab: list[str]) -> None:
           "run started; use a new workdir")
     return
   os.makedirs(workdir, exist_ok=True)
-  tmp = path + ".tmp"
+  tmp = path + f".{os.getpid()}.tmp"  # Per process: several may write at once.
   with open(tmp, "w") as f:
     json.dump(payload, f, indent=0)
   os.replace(tmp, path)
