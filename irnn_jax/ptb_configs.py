@@ -3,7 +3,8 @@
 `ptb_config(level, variant)` is a whole experiment at level "char" or "word".
 Variants (IndRNN paper 4.4 and the authors' PTB code):
   indrnn:       stacked IndRNN, batch norm per time step before the activation
-                (model.norm="per_step", norm_position="pre"), dropout with one
+                (model.norm="per_step", norm_position="pre"; the CPU-sized char
+                configs normalise over all steps instead), dropout with one
                 mask per sequence, Adam, weight decay 1e-4 on the weight
                 matrices only (never on u), elementwise gradient clip 10;
   res_indrnn:   the same with residual blocks of 2 layers;
@@ -103,6 +104,11 @@ def ptb_config(level: str, variant: str) -> ml_collections.ConfigDict:
                   "dense_indrnn": "dense"}[arch]
   m.block_size = 6 if arch == "dense_indrnn" and paper else 2
   m.norm, m.norm_position = "per_step", "pre"
+  if not paper and level == "char":
+    # Per-step statistics of 32 sequences are noisy: in 150 s runs side by
+    # side, batch norm over all steps and sequences ("sequence") reached a
+    # training loss of 1.70 nats at step 400 against 1.78 for "per_step".
+    m.norm = "sequence"
   m.u_max_magnitude = 1.0  # |u| <= 1; see the module docstring.
   m.u_high = None if paper else 0.9  # None: min(1, MAG^(1/T)) = 1.
   o.clip_value = 10.0
