@@ -9,13 +9,11 @@ starts after an <eos> (a sentence start), then the --prime text, which is
 printed too. How the model steps through time: irnn_jax/sampling.py.
 """
 
-import json
 import os
 
 from absl import app, flags, logging
-import ml_collections
 
-from irnn_jax import checkpoints, models, sampling
+from irnn_jax import checkpoints, configlib, models, sampling
 from irnn_jax.data import ptb
 
 FLAGS = flags.FLAGS
@@ -30,8 +28,7 @@ flags.mark_flags_as_required(["workdir"])
 
 def load(workdir: str, step=None):
   """(model, variables, config, vocab dict) of the run in `workdir`."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = configlib.load_saved(os.path.join(workdir, "config.json"))
   vocab = ptb.load_vocab(workdir)
   n = len(vocab["tokens"])
   model = models.build_model(config.model, seq_len=config.data.seq_len,

@@ -4,6 +4,8 @@ Experiment files in `configs/` call `base_config()` and change what differs.
 `validate(config)` runs at the start of training and names the bad field.
 """
 
+import json
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -12,6 +14,16 @@ from irnn_jax import cells, layers, models
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "step", "plateau")
 LAST_LAYER_U = ("same", "near_one", "one")
+
+
+def load_saved(path: str) -> ml_collections.ConfigDict:
+  """A run's config.json over base_config(): fields added to the code after
+  the run was written take their defaults, so older runs still load."""
+  with open(path) as f:
+    saved = json.load(f)
+  config = base_config()
+  config.update(saved)
+  return config
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -8,14 +8,13 @@ writes one row per example of the split (padding never):
 """
 
 import csv
-import json
 import os
 
 import jax
 import ml_collections
 import numpy as np
 
-from irnn_jax import data, models, optim, train
+from irnn_jax import configlib, data, models, optim, train
 from irnn_jax.checkpoints import Checkpointer
 
 
@@ -23,8 +22,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: is {workdir!r} a training workdir?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return configlib.load_saved(path)
 
 
 def restore_latest(config, workdir: str, model, sample_inputs) -> train.TrainState:

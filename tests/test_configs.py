@@ -1,8 +1,10 @@
 """Every config variant builds and trains; bad values fail at start naming the field."""
 
+import json
+
 import pytest
 
-from irnn_jax import train
+from irnn_jax import configlib, train
 from configs import adding
 from tests.test_train import tiny_config
 
@@ -40,3 +42,15 @@ def test_bad_config_fails_at_start_naming_the_field(field, value, message, tmp_p
   with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(cfg, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_saved_config_from_older_code_gets_new_defaults(tmp_path):
+  """config.json written before a field existed still loads, with the default."""
+  saved = json.loads(configlib.base_config().to_json_best_effort())
+  del saved["model"]["remat"]
+  saved["model"]["hidden_size"] = 7
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(saved))
+  config = configlib.load_saved(str(path))
+  assert config.model.hidden_size == 7
+  assert config.model.remat is False
