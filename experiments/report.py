@@ -69,7 +69,7 @@ def plot(rows, groups, output, metric, baseline=None, title=""):
 
 
 def main(argv):
-  workdirs = argv[1:]
+  workdirs = [p for p in argv[1:] if os.path.isdir(p)]  # A sweep's dir/* holds files too.
   if not workdirs:
     raise app.UsageError("give one or more run directories")
   rows = [summarize(w, FLAGS.metric, FLAGS.mode) for w in workdirs]
