@@ -1,8 +1,7 @@
 """Character-level Penn Treebank (IndRNN paper 4.4): bits per character.
 
-First write the character files from the word-level ones (once):
-  python ../shared/data/ptb/make_char_files.py ../shared/data/ptb_char
-then
+config.data.dir holds ptb.char.{train,valid,test}.txt, or only the word-level
+files, which are then spelled out into the same characters in memory:
   python -m experiments.main --config=configs/ptb_char.py:indrnn --workdir=runs/ptb_char
   python -m experiments.sample --workdir=runs/ptb_char --length=500 --prime="the "
 

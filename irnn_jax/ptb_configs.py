@@ -26,7 +26,8 @@ import ml_collections
 from irnn_jax import configlib
 
 VARIANTS = ("indrnn", "res_indrnn", "dense_indrnn", "lstm")
-DATA_DIRS = {"char": "../shared/data/ptb_char", "word": "../shared/data/ptb"}
+# Char level reads ptb.char.*.txt there, or spells out the word files.
+DATA_DIRS = {"char": "../shared/data/ptb", "word": "../shared/data/ptb"}
 
 # Paper size: (num_layers, hidden_size, dropout, seq_len, batch_size).
 # IndRNN paper: 6 x 2000 (T = 50 or 150), residual 11 x 2000 (T = 150);

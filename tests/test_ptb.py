@@ -1,11 +1,14 @@
 """Penn Treebank: tokens, vocabulary, BPTT streams, state carry, LM metrics,
 the trainer end to end with resume, and the sampler.
 
-Everything runs on tiny hand-written corpora; nothing reads ../shared.
+Everything runs on tiny hand-written corpora; one check compares with the real
+files when ../shared/data/ptb is there.
 """
 
 import math
 import os
+import subprocess
+import sys
 
 import flax
 import jax
@@ -99,8 +102,37 @@ def test_unknown_character_and_changed_vocabulary_stop_the_run(tmp_path):
     build_dataset(data_cfg(write_corpus(tmp_path / "c", sentences=other)), 0, work)
 
 
+def test_char_level_spells_out_word_files_when_char_files_are_missing(tmp_path):
+  words = build_dataset(data_cfg(write_corpus(tmp_path / "w", "word"), "char"), 0, "")
+  chars = build_dataset(data_cfg(write_corpus(tmp_path / "c", "char"), "char"), 0, "")
+  assert words.vocab == chars.vocab
+  assert "_" in words.vocab and "<eos>" in words.vocab and "the" not in words.vocab
+  for split in ptb.SPLITS:
+    np.testing.assert_array_equal(words.ids[split], chars.ids[split])
+  # By hand: "dogs ran" -> d o g s _ r a n <eos>.
+  test_tokens = [words.vocab[i] for i in words.ids["test"][:9]]
+  assert test_tokens == list("dogs_ran") + ["<eos>"]
+
+
+SHARED_PTB = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ptb")
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_PTB), reason="needs ../shared/data/ptb")
+def test_spelled_real_word_files_match_the_standard_char_files(tmp_path):
+  """The real valid split spelled in memory gives the tokens of the standard
+  character file that the shared script writes byte for byte."""
+  subprocess.run([sys.executable, os.path.join(SHARED_PTB, "make_char_files.py"),
+                  str(tmp_path)], check=True, capture_output=True)
+  standard = ptb.read_tokens(str(tmp_path / "ptb.char.valid.txt"), "char")
+  spelled = ptb.read_tokens(os.path.join(SHARED_PTB, "ptb.valid.txt"), "char",
+                            spell_words=True)
+  assert len(spelled) > 100_000
+  assert spelled == standard
+
+
 def test_missing_and_malformed_files_fail_with_a_clear_error(tmp_path):
-  with pytest.raises(FileNotFoundError, match=r"ptb\.char\.train\.txt.*make_char_files\.py"):
+  with pytest.raises(FileNotFoundError,
+                     match=r"ptb\.char\.train\.txt.*word-level.*make_char_files\.py"):
     build_dataset(data_cfg(tmp_path), 0, "")
   with pytest.raises(FileNotFoundError, match=r"ptb\.valid\.txt"):
     sentences = {"train": ["a b"], "test": ["a"]}

@@ -4,9 +4,10 @@ Files in config.data.dir (Mikolov's simple-examples release):
   level "word": ptb.{train,valid,test}.txt, one sentence a line, words
       separated by spaces, rare words already replaced by <unk>;
   level "char": ptb.char.{train,valid,test}.txt, the same text spelled out
-      with one space between characters and '_' for a word boundary. Write
-      them from the word files with
-        python ../shared/data/ptb/make_char_files.py ../shared/data/ptb_char
+      with one space between characters and '_' for a word boundary. Where
+      only the word files are in the directory, their lines are spelled out
+      the same way in memory (`spell_word_line`): the same tokens as the
+      standard character files.
 
 Tokens: every line's whitespace-separated symbols, then "<eos>" (so 50 char
 tokens including '_' and <eos>, 10,000 word tokens including <unk> and
@@ -50,15 +51,25 @@ def file_path(directory: str, level: str, split: str) -> str:
 
 def _how_to_get(directory: str, level: str) -> str:
   if level == "char":
-    return (f"make the character files with `python {MAKE_CHAR_FILES} {directory}` "
-            "(the script beside the word-level PTB files) or set "
-            "--config.data.dir to where they are")
+    return ("set --config.data.dir to a folder of ptb.char.{train,valid,test}.txt, "
+            "or of the word-level ptb.{train,valid,test}.txt, which are then "
+            f"spelled out (`python {MAKE_CHAR_FILES} DIR` writes the character "
+            "files from the word files)")
   return ("set --config.data.dir to the folder of ptb.train.txt, ptb.valid.txt "
           "and ptb.test.txt (simple-examples/data of Mikolov's release)")
 
 
-def read_tokens(path: str, level: str) -> list[str]:
-  """The tokens of one file: each line's symbols followed by <eos>."""
+def spell_word_line(line: str) -> list[str]:
+  """A word-level line as the character files spell it: its characters, with
+  '_' for each space between words."""
+  return list(line.strip().replace(" ", WORD_BOUNDARY))
+
+
+def read_tokens(path: str, level: str, spell_words: bool = False) -> list[str]:
+  """The tokens of one file: each line's symbols followed by <eos>.
+
+  With `spell_words`, `path` is a word-level file read as characters.
+  """
   try:
     with open(path, encoding="utf-8") as f:
       text = f.read()
@@ -69,8 +80,8 @@ def read_tokens(path: str, level: str) -> list[str]:
     lines.pop()  # What follows the last line break is no sentence.
   tokens = []
   for number, line in enumerate(lines, 1):
-    symbols = line.split()
-    if level == "char":
+    symbols = spell_word_line(line) if spell_words else line.split()
+    if level == "char" and not spell_words:
       long = next((s for s in symbols if len(s) != 1), None)
       if long is not None:
         raise ValueError(
@@ -247,17 +258,30 @@ def _check_config(data_cfg):
                      + _how_to_get("DIR", data_cfg.level))
 
 
+def find_files(directory: str, level: str) -> tuple[dict, bool]:
+  """({split: path}, whether word files stand in for missing char files)."""
+  paths = {split: file_path(directory, level, split) for split in SPLITS}
+  missing = [p for p in paths.values() if not os.path.isfile(p)]
+  if not missing:
+    return paths, False
+  if level == "char":
+    words = {split: file_path(directory, "word", split) for split in SPLITS}
+    if all(os.path.isfile(p) for p in words.values()):
+      logging.info("PTB: no character files in %s; spelling out the word files",
+                   directory)
+      return words, True
+  raise FileNotFoundError(
+      f"PTB {level}-level files missing: {', '.join(missing)} (config.data.dir"
+      f"={directory!r}, i.e. {os.path.abspath(directory)}); "
+      + _how_to_get(directory, level))
+
+
 def build(data_cfg, seed: int, workdir: str) -> PennTreebank:
   _check_config(data_cfg)
   level, directory = data_cfg.level, data_cfg.dir
-  paths = {split: file_path(directory, level, split) for split in SPLITS}
-  missing = [p for p in paths.values() if not os.path.isfile(p)]
-  if missing:
-    raise FileNotFoundError(
-        f"PTB {level}-level files missing: {', '.join(missing)} (config.data.dir"
-        f"={directory!r}, i.e. {os.path.abspath(directory)}); "
-        + _how_to_get(directory, level))
-  tokens = {split: read_tokens(path, level) for split, path in paths.items()}
+  paths, spell_words = find_files(directory, level)
+  tokens = {split: read_tokens(path, level, spell_words)
+            for split, path in paths.items()}
   vocab = sorted(set(tokens["train"]))
   save_or_check_vocab(workdir, level, vocab)
   ids = {split: encode(tokens[split], vocab, paths[split]) for split in SPLITS}
