@@ -16,7 +16,9 @@ from irnn_jax.summary import read_scalars
 FLAGS = flags.FLAGS
 flags.DEFINE_string("metric", "test/loss", "Scalar tag to compare.")
 flags.DEFINE_string("output", "", "PNG path for the learning curves; empty: no plot.")
-flags.DEFINE_enum("mode", "min", ["min", "max"], "Whether lower or higher is better.")
+flags.DEFINE_enum("mode", "auto", ["auto", "min", "max"],
+                  "Whether lower or higher is better; auto: higher for accuracy, "
+                  "lower for anything else (loss, mse, bpc, perplexity).")
 flags.DEFINE_string("panel_by", "", "Config field (e.g. data.seq_len) giving one panel per value.")
 flags.DEFINE_float("baseline", None, "Draw a horizontal reference line at this value.")
 flags.DEFINE_string("title", "", "Figure title.")
@@ -34,6 +36,8 @@ def summarize(workdir: str, metric: str, mode: str) -> dict:
   points = read_scalars(workdir).get(metric)
   if not points:
     raise ValueError(f"{workdir} has no scalar {metric!r}")
+  if mode == "auto":
+    mode = "max" if "accuracy" in metric else "min"
   pick = min if mode == "min" else max
   best = pick(points, key=lambda p: p[2])
   wall_s = points[-1][1] - points[0][1]

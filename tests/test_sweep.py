@@ -13,6 +13,7 @@ import pytest
 from configs import adding, permuted_mnist, sequential_mnist
 from experiments import report, sweep
 from irnn_jax import sweeps
+from irnn_jax.summary import MetricWriter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -232,3 +233,16 @@ def test_report_reads_the_trainers_event_files(tiny_sweep, tmp_path):
   output = str(tmp_path / "curves.png")
   report.plot(rows, [4, 6], output, "test/mse")
   assert os.path.getsize(output) > 0
+
+
+def test_report_best_is_highest_for_accuracy_and_lowest_otherwise(tmp_path):
+  writer = MetricWriter(str(tmp_path))
+  for step, (accuracy, loss) in enumerate([(0.5, 1.0), (0.9, 0.2), (0.7, 0.6)], 1):
+    writer.write_scalars(step, {"test/accuracy": accuracy, "test/loss": loss})
+  writer.close()
+  accuracy = report.summarize(str(tmp_path), "test/accuracy", "auto")
+  assert (accuracy["best"], accuracy["best_step"], accuracy["final"]) == (
+      pytest.approx(0.9), 2, pytest.approx(0.7))
+  loss = report.summarize(str(tmp_path), "test/loss", "auto")
+  assert (loss["best"], loss["best_step"]) == (pytest.approx(0.2), 2)
+  assert report.summarize(str(tmp_path), "test/accuracy", "min")["best_step"] == 1
