@@ -38,11 +38,17 @@ def batch_metrics(task: str, outputs: jax.Array, batch: dict) -> dict[str, jax.A
   raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
 
 
+def derived_metrics(task: str, mean_loss: float) -> dict[str, float]:
+  """Language models: bits per token and perplexity from the mean loss in nats."""
+  if task != "language_model":
+    return {}
+  return {"bpc": mean_loss / math.log(2.0),
+          "perplexity": math.exp(min(mean_loss, 50.0))}
+
+
 def mean_metrics(task: str, sums: dict) -> dict[str, float]:
   """Divide summed metrics by their count and add derived ones (BPC, perplexity)."""
   count = max(float(sums["count"]), 1.0)
   means = {k: float(v) / count for k, v in sums.items() if k != "count"}
-  if task == "language_model":
-    means["bpc"] = means["loss"] / math.log(2.0)
-    means["perplexity"] = math.exp(min(means["loss"], 50.0))
+  means.update(derived_metrics(task, means["loss"]))
   return means

@@ -180,7 +180,8 @@ def _format_duration(seconds: float) -> str:
 class _Progress:
   """Averages the per-step metrics of one logging window and prints a line."""
 
-  def __init__(self, num_steps: int, start_step: int, max_bad_streak: int):
+  def __init__(self, task: str, num_steps: int, start_step: int, max_bad_streak: int):
+    self.task = task
     self.num_steps = num_steps
     self.max_bad_streak = max_bad_streak
     self.pending: list[tuple[int, dict]] = []
@@ -207,6 +208,8 @@ class _Progress:
     self.window_start, self.window_step = now, step
     means = {f"train/{k}": float(np.mean([m[k] for _, m in fetched]))
              for k in fetched[0][1] if k not in ("skipped", "bad_streak")}
+    means.update({f"train/{k}": v for k, v in
+                  tasks.derived_metrics(self.task, means["train/loss"]).items()})
     means["train/skipped_updates"] = float(sum(m["skipped"] for _, m in fetched))
     means["train/steps_per_second"] = rate
     writer.write_scalars(step, means)
@@ -290,7 +293,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   eval_step = make_eval_step(model, dataset.task)
   batch_stats_step = make_batch_stats_step(model)
   writer = MetricWriter(workdir, start_step, active=parallel.is_main_process())
-  progress = _Progress(t.num_steps, start_step, t.max_nonfinite_in_row)
+  progress = _Progress(dataset.task, t.num_steps, start_step, t.max_nonfinite_in_row)
   session_start = time.time()
   elapsed_before = float(state.elapsed)
   train_means, eval_results = {}, {}

@@ -284,8 +284,12 @@ def test_tiny_char_lm_trains_end_to_end(lm_run):
   assert metrics["step"] == 16 and metrics["valid/bpc"] == pytest.approx(
       metrics["valid/loss"] / math.log(2))
   assert np.isfinite(metrics["test/perplexity"])
-  loss = [v for *_, v in read_scalars(workdir)["train/loss"]]
+  scalars = read_scalars(workdir)
+  loss = [v for *_, v in scalars["train/loss"]]
   assert loss[-1] < loss[0]
+  bpc = [v for *_, v in scalars["train/bpc"]]
+  np.testing.assert_allclose(bpc, np.array(loss) / math.log(2), rtol=1e-5)
+  assert len(scalars["train/perplexity"]) == len(loss)
   assert os.path.exists(os.path.join(workdir, "vocab.json"))
 
 
