@@ -3,7 +3,7 @@
 `data_config(c, view)` sets every config.data field the MNIST builder reads;
 `mnist_config(view, variant)` is a whole experiment. Variants:
   irnn:       1 x 100 IRNN, SGD, global-norm clip 1, batch 16 (Le et al. 2015);
-              learning rate 1e-6 with _paper (about 1.7M steps in the paper),
+              learning rate 1e-6 with _paper (1,000,000 steps),
               1e-3 at CPU size (with clip 1 no parameter moves more than the
               learning rate per step, so 1e-6 learns nothing in an hour);
   indrnn:     6 x 128 IndRNN, batch norm over the sequence after each layer,

@@ -26,8 +26,9 @@ import ml_collections
 from irnn_jax import configlib
 
 VARIANTS = ("indrnn", "res_indrnn", "dense_indrnn", "lstm")
-# Char level reads ptb.char.*.txt there, or spells out the word files.
-DATA_DIRS = {"char": "../shared/data/ptb", "word": "../shared/data/ptb"}
+# Both levels: the char level reads ptb.char.*.txt there, or spells out the
+# word files.
+DATA_DIR = "../shared/data/ptb"
 
 # Paper size: (num_layers, hidden_size, dropout, seq_len, batch_size).
 # IndRNN paper: 6 x 2000 (T = 50 or 150), residual 11 x 2000 (T = 150);
@@ -73,7 +74,7 @@ def data_config(c: ml_collections.ConfigDict, level: str) -> ml_collections.Conf
   d = c.data
   d.name = "ptb"
   d.level = level  # char | word
-  d.dir = DATA_DIRS[level]  # Relative to the working directory.
+  d.dir = DATA_DIR  # Relative to the working directory.
   d.seq_len, d.batch_size = _CPU_DATA[level]  # T per window; parallel streams.
   d.eval_batch_size = 64  # Parallel streams in evaluation.
   d.random_offset = False  # Start each epoch at a random token in [0, T).
