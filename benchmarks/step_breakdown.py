@@ -1,0 +1,89 @@
+"""Where the IndRNN 6 x 128 sequential-MNIST training step spends its time.
+
+  python -m benchmarks.step_breakdown
+
+Times the jitted training step exactly as `benchmarks.throughput` builds it,
+then the same step with one part taken out (batch norm; the recurrence loop,
+replaced by the elementwise relu(z + u/2)), then one layer's scan alone at
+several unroll factors. Best of 3 repeats; run it on an idle machine.
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import throughput
+from irnn_jax import models, optim, recurrences, train
+
+CASE = throughput.Case("indrnn", "smnist", 784, 32, 6, label="indrnn_6x128")
+
+
+def best_ms(run, repeats: int = 3, calls: int = 8) -> float:
+  """Best mean time of `calls` calls of run(), in ms, after one warm-up call."""
+  jax.block_until_ready(run())
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(calls):
+      out = run()
+    jax.block_until_ready(out)
+    best = min(best, (time.perf_counter() - start) / calls)
+  return best * 1e3
+
+
+def step_ms(config) -> float:
+  batch = throughput.make_batch(CASE)
+  task, _, num_outputs = throughput.task_shape(CASE.task)
+  model = models.build_model(config.model, seq_len=CASE.seq_len,
+                             num_outputs=num_outputs, readout="last")
+  tx = optim.make_optimizer(config.optimizer)
+  state = train.create_train_state(config, model, tx, batch["inputs"])
+  step = train.make_train_step(config, model, tx, task, config.model.u_min,
+                               models.u_bound(config.model, CASE.seq_len))
+  compiled = step.lower(state, batch).compile()
+  holder = [state]
+
+  def advance():
+    holder[0] = compiled(holder[0], batch)[0]
+    return holder[0]
+
+  return best_ms(advance)
+
+
+def loop_free_scan(z, u, h0, activation="relu", unroll=1):
+  """Stand-in for the recurrence with no time loop (same shapes, same ops)."""
+  del h0, activation, unroll
+  hs = jax.nn.relu(z + 0.5 * u)
+  return hs, hs[-1]
+
+
+def main():
+  print(f"whole step: {step_ms(throughput.case_config(CASE)):.1f} ms", flush=True)
+  no_norm = throughput.case_config(CASE)
+  no_norm.model.norm = "none"
+  print(f"without batch norm: {step_ms(no_norm):.1f} ms", flush=True)
+  scan = recurrences.elementwise_scan
+  recurrences.elementwise_scan = loop_free_scan
+  try:
+    print(f"recurrence without its loop: {step_ms(throughput.case_config(CASE)):.1f} ms",
+          flush=True)
+  finally:
+    recurrences.elementwise_scan = scan
+
+  steps, batch, hidden = CASE.seq_len, CASE.batch, CASE.hidden
+  z = 0.1 * jax.random.normal(jax.random.PRNGKey(0), (steps, batch, hidden))
+  u = jax.random.uniform(jax.random.PRNGKey(1), (hidden,))
+  cotangent = jax.random.normal(jax.random.PRNGKey(2), z.shape)
+  h0 = jnp.zeros((batch, hidden))
+  for unroll in (1, 2, 4, 8, 16):
+    forward = jax.jit(lambda z, u, k=unroll: scan(z, u, h0, "relu", k)[0])
+    grad = jax.jit(jax.grad(
+        lambda z, u, k=unroll: jnp.sum(scan(z, u, h0, "relu", k)[0] * cotangent), (0, 1)))
+    print(f"one layer's scan, unroll {unroll}: forward "
+          f"{best_ms(lambda: forward(z, u), 5, 10):.2f} ms, forward + backward "
+          f"{best_ms(lambda: grad(z, u), 5, 10):.2f} ms", flush=True)
+
+
+if __name__ == "__main__":
+  main()
