@@ -63,7 +63,7 @@ _CPU = {
 }
 _CPU_DATA = {"char": (100, 32), "word": (35, 32)}  # (seq_len, batch_size)
 # CPU runs measured alone for an hour: the learning rate x0.2 every N steps
-# instead of on a plateau. Char IndRNN: 34,000 steps at 10.5-11.3 steps/s in
+# instead of on a plateau. Char IndRNN: 34,000 steps at ~10.7 steps/s in
 # 55.6 min, valid BPC 1.75 flat by step 14,000, 1.63 after the first drop,
 # 1.562 at the end (README).
 _CPU_STEP_DECAY = {("char", "indrnn"): 14000}
