@@ -76,6 +76,23 @@ def _u_init(spec: CellSpec):
   raise ValueError(f"unknown u_init {spec.u_init!r}")
 
 
+class InputProjection(nn.Module):
+  """x[..., D] @ kernel[D, F] + bias. Given (scale[D], shift[D]) it computes
+  (x * scale + shift) @ kernel + bias as x @ (scale-scaled rows of kernel) plus
+  a constant, so the affine-mapped x is never written out."""
+  features: int
+  kernel_init: Any
+  bias_init: Any
+
+  @nn.compact
+  def __call__(self, x, scale=None, shift=None):
+    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
+    bias = self.param("bias", self.bias_init, (self.features,))
+    if scale is None:
+      return x @ kernel + bias
+    return x @ (scale[:, None] * kernel) + (shift @ kernel + bias)
+
+
 class RecurrentCell(nn.Module):
   """One recurrent cell of any kind in `CELL_KINDS`."""
   spec: CellSpec
@@ -87,8 +104,7 @@ class RecurrentCell(nn.Module):
     h, gates = s.hidden_size, NUM_GATES[s.kind]
     bias_init = (inits.gated_bias(h, 4, {1: s.forget_bias}) if s.kind == "lstm"
                  else jax.nn.initializers.zeros)
-    self.input_projection = nn.Dense(
-        gates * h, kernel_init=_input_kernel_init(s), bias_init=bias_init)
+    self.input_projection = InputProjection(gates * h, _input_kernel_init(s), bias_init)
     if s.kind == "indrnn":
       self.u = self.param("u", _u_init(s), (h,))
     else:
@@ -110,9 +126,10 @@ class RecurrentCell(nn.Module):
     zeros = jnp.zeros((batch_size, self.spec.hidden_size), dtype)
     return (zeros, zeros) if self.spec.kind == "lstm" else zeros
 
-  def project(self, x):
-    """x[T, B, D] -> z[T, B, G*H], all time steps in one matrix product."""
-    return self.input_projection(x)
+  def project(self, x, scale=None, shift=None):
+    """x[T, B, D] -> z[T, B, G*H], all time steps in one matrix product; with
+    (scale, shift) the input is x * scale + shift (see InputProjection)."""
+    return self.input_projection(x, scale, shift)
 
   def recur(self, z, state=None):
     """z[T, B, G*H] -> (h[T, B, H], final state)."""

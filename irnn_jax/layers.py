@@ -1,8 +1,9 @@
 """Recurrent layers: a cell plus batch norm, time-shared dropout, direction."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from irnn_jax.cells import CellSpec, RecurrentCell
@@ -44,19 +45,58 @@ class PerStepBatchNorm(nn.Module):
     return y * scale + bias
 
 
+class SequenceBatchNorm(nn.Module):
+  """Batch norm of x[T, B, H] with one set of statistics over time and batch.
+
+  `affine` returns the normalisation as y = x * scale + shift (vectors [H]),
+  so that a following matrix product can absorb it (`PendingNorm`).
+  """
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def affine(self, x, *, train: bool):
+    features = x.shape[-1]
+    mean_stat = self.variable("batch_stats", "mean", jnp.zeros, (features,))
+    var_stat = self.variable("batch_stats", "var", jnp.ones, (features,))
+    gamma = self.param("scale", nn.initializers.ones, (features,))
+    beta = self.param("bias", nn.initializers.zeros, (features,))
+    if train:
+      axes = tuple(range(x.ndim - 1))
+      mean = x.mean(axis=axes)
+      var = jnp.maximum(jnp.square(x).mean(axis=axes) - jnp.square(mean), 0.0)
+      if not self.is_initializing():
+        m = BN_MOMENTUM
+        mean_stat.value = m * mean_stat.value + (1 - m) * mean
+        var_stat.value = m * var_stat.value + (1 - m) * var
+    else:
+      mean, var = mean_stat.value, var_stat.value
+    scale = gamma * jax.lax.rsqrt(var + self.epsilon)
+    return scale, beta - mean * scale
+
+  def __call__(self, x, *, train: bool):
+    scale, shift = self.affine(x, train=train)
+    return x * scale + shift
+
+
+class PendingNorm(NamedTuple):
+  """A layer output whose batch norm is not applied yet: the sequence is
+  `values * scale + shift`. The next layer's input projection folds the
+  affine map into its kernel, so the normalised sequence is never written."""
+  values: jax.Array
+  scale: jax.Array
+  shift: jax.Array
+
+  def materialize(self) -> jax.Array:
+    return self.values * self.scale + self.shift
+
+
 def batch_norm(kind: str, name: str):
   """A batch norm over x[T, B, H]: statistics over time and batch, or per step."""
   if kind == "sequence":
-    return nn.BatchNorm(momentum=BN_MOMENTUM, name=name)
+    return SequenceBatchNorm(name=name)
   if kind == "per_step":
     return PerStepBatchNorm(name=name)
   raise ValueError(f"unknown norm {kind!r}; choose from {NORMS}")
-
-
-def apply_norm(norm: nn.Module, x, train: bool):
-  if isinstance(norm, nn.BatchNorm):
-    return norm(x, use_running_average=not train)
-  return norm(x, train=train)
 
 
 class RecurrentLayer(nn.Module):
@@ -73,22 +113,35 @@ class RecurrentLayer(nn.Module):
   dropout: float = 0.0
   bidirectional: bool = False
 
+  @property
+  def can_defer_norm(self) -> bool:
+    """Whether the output batch norm can be left to the next layer to fold."""
+    return self.norm == "sequence" and self.norm_position == "post" and self.dropout == 0
+
   @nn.compact
-  def __call__(self, x, states: Any = None, *, train: bool):
+  def __call__(self, x, states: Any = None, *, train: bool, defer_norm: bool = False):
+    """x is an array or a `PendingNorm`. With `defer_norm` (needs
+    `can_defer_norm`) the output is a `PendingNorm` for the next layer."""
+    if defer_norm and not self.can_defer_norm:
+      raise ValueError("defer_norm needs norm='sequence', norm_position='post' and no dropout")
+    x, x_scale, x_shift = x if isinstance(x, PendingNorm) else (x, None, None)
     directions = ("forward", "backward") if self.bidirectional else ("forward",)
     outputs, finals = [], []
     for i, direction in enumerate(directions):
       cell = RecurrentCell(self.spec, name=direction)
       reverse = direction == "backward"
-      z = cell.project(x[::-1] if reverse else x)
+      z = cell.project(x[::-1] if reverse else x, x_scale, x_shift)
       if self.norm != "none" and self.norm_position == "pre":
-        z = apply_norm(batch_norm(self.norm, f"{direction}_norm"), z, train)
+        z = batch_norm(self.norm, f"{direction}_norm")(z, train=train)
       h, final = cell.recur(z, None if states is None else states[i])
       outputs.append(h[::-1] if reverse else h)
       finals.append(final)
     h = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
     if self.norm != "none" and self.norm_position == "post":
-      h = apply_norm(batch_norm(self.norm, "norm"), h, train)
+      norm = batch_norm(self.norm, "norm")
+      if defer_norm:
+        return PendingNorm(h, *norm.affine(h, train=train)), tuple(finals)
+      h = norm(h, train=train)
     if self.dropout > 0:
       h = nn.Dropout(self.dropout, broadcast_dims=(0,))(h, deterministic=not train)
     return h, tuple(finals)

@@ -11,7 +11,7 @@ import ml_collections
 
 from irnn_jax import spatial
 from irnn_jax.cells import CellSpec
-from irnn_jax.layers import RecurrentLayer
+from irnn_jax.layers import PendingNorm, RecurrentLayer
 
 ARCHS = ("recurrent", "renet")
 CONNECTIONS = ("plain", "residual", "dense")
@@ -29,6 +29,10 @@ class RecurrentStack(nn.Module):
             layer reads the concatenation of the block input and all earlier
             outputs of the block; between blocks a transition layer maps that
             concatenation back to H. The last block's concatenation is output.
+
+  In a plain stack with batch norm "sequence"/"post" and no dropout, each
+  layer leaves its norm to the next layer's input projection (`PendingNorm`),
+  and the stack returns a PendingNorm; `fold_norm=False` turns this off.
   """
   specs: tuple[CellSpec, ...]
   connection: str = "plain"
@@ -37,6 +41,7 @@ class RecurrentStack(nn.Module):
   norm_position: str = "post"
   dropout: float = 0.0
   bidirectional: bool = False
+  fold_norm: bool = True
 
   def _layer(self, index: int) -> RecurrentLayer:
     return RecurrentLayer(self.specs[index], self.norm, self.norm_position,
@@ -47,15 +52,18 @@ class RecurrentStack(nn.Module):
     states = states or (None,) * len(self.specs)
     finals = []
 
-    def run(index, inputs):
-      h, final = self._layer(index)(inputs, states[index], train=train)
+    def run(index, inputs, defer_norm=False):
+      h, final = self._layer(index)(inputs, states[index], train=train,
+                                    defer_norm=defer_norm)
       finals.append(final)
       return h
 
-    h = run(0, x)
+    defer = (self.fold_norm and self.connection == "plain" and self.norm == "sequence"
+             and self.norm_position == "post" and self.dropout == 0)
+    h = run(0, x, defer)
     if self.connection == "plain":
       for i in range(1, len(self.specs)):
-        h = run(i, h)
+        h = run(i, h, defer)
     elif self.connection == "residual":
       for start in range(1, len(self.specs), self.block_size):
         block_input = h
@@ -98,7 +106,12 @@ class SequenceModel(nn.Module):
       x = nn.Embed(self.vocab_size, self.embed_size or self.stack.specs[0].hidden_size,
                    name="embed")(x)
     h, finals = self.stack(jnp.swapaxes(x, 0, 1), states, train=train)
-    h = h[-1] if self.readout == "last" else jnp.swapaxes(h, 0, 1)
+    if self.readout == "last":  # Normalise only the step the readout reads.
+      h = h._replace(values=h.values[-1]) if isinstance(h, PendingNorm) else h[-1]
+    if isinstance(h, PendingNorm):
+      h = h.materialize()
+    if self.readout != "last":
+      h = jnp.swapaxes(h, 0, 1)
     return nn.Dense(self.num_outputs, name="head")(h), finals
 
 

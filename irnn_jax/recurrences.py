@@ -53,19 +53,26 @@ def _elementwise_fwd(z, u, h0, activation, unroll):
 
 def _elementwise_bwd(activation, unroll, residuals, dhs):
   """Reverse pass: dz_t = act'(h_t) * (dh_t + u * dz_{t+1}), one elementwise
-  scan; du and dh0 come from dz outside the loop."""
+  loop that also accumulates du = sum_t dz_t * h_{t-1} over the batch rows, so
+  no shifted copy of h is made; dh0 = u * dz_0."""
   hs, u, h0 = residuals
   derivative = ELEMENTWISE_ACTIVATIONS[activation][1]
+  steps = hs.shape[0]
 
-  def step(carry, inputs):
-    dh_t, h_t = inputs
-    dz_t = (dh_t + carry) * derivative(h_t)
-    return u * dz_t, dz_t
+  def step(i, carry):
+    t = steps - 1 - i
+    dz_next, du_rows, dzs = carry
+    h_t = jax.lax.dynamic_index_in_dim(hs, t, keepdims=False)
+    h_prev = jnp.where(t == 0, h0, jax.lax.dynamic_index_in_dim(
+        hs, jnp.maximum(t - 1, 0), keepdims=False))
+    dh_t = jax.lax.dynamic_index_in_dim(dhs, t, keepdims=False)
+    dz_t = (dh_t + u * dz_next) * derivative(h_t)
+    return dz_t, du_rows + dz_t * h_prev, jax.lax.dynamic_update_index_in_dim(dzs, dz_t, t, 0)
 
-  dh0, dzs = _scan(step, jnp.zeros_like(h0), (dhs, hs), unroll, reverse=True)
-  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
-  du = jnp.sum(dzs * h_prev, axis=(0, 1))
-  return dzs, du, dh0
+  zeros = jnp.zeros_like(h0)
+  dz_0, du_rows, dzs = jax.lax.fori_loop(0, steps, step, (zeros, zeros, jnp.empty_like(dhs)),
+                                         unroll=unroll)
+  return dzs, du_rows.sum(axis=0), u * dz_0
 
 
 _elementwise_recurrence.defvjp(_elementwise_fwd, _elementwise_bwd)

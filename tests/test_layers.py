@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from irnn_jax.cells import CellSpec, RecurrentCell
+from irnn_jax.cells import CellSpec, InputProjection, RecurrentCell
 from irnn_jax.layers import RecurrentLayer
-from irnn_jax.models import RecurrentStack
+from irnn_jax.models import RecurrentStack, SequenceModel
 
 SPEC = CellSpec(kind="indrnn", hidden_size=5, input_std=0.5, u_low=-0.9, u_high=0.9)
 
@@ -118,6 +118,49 @@ def test_dense_stack_concatenates_and_transitions():
   h5 = f[5](cat(t, h4))
   np.testing.assert_allclose(np.asarray(y), cat(t, h4, h5), atol=1e-5)
 
+
+
+def test_input_projection_folds_an_affine_input():
+  x = _x()
+  scale = np.random.default_rng(1).uniform(0.5, 2.0, 3).astype(np.float32)
+  shift = np.random.default_rng(2).normal(size=3).astype(np.float32)
+  proj = InputProjection(4, jax.nn.initializers.normal(1.0), jax.nn.initializers.normal(1.0))
+  params = proj.init(jax.random.PRNGKey(0), x)["params"]
+  folded = proj.apply({"params": params}, x, scale, shift)
+  expected = (x * scale + shift) @ np.asarray(params["kernel"]) + np.asarray(params["bias"])
+  np.testing.assert_allclose(np.asarray(folded), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("readout", ["last", "all"])
+def test_folded_batch_norm_matches_normalising_each_layer(readout):
+  """A plain stack with post sequence norm defers each norm to the next
+  layer's kernel; outputs, running statistics and gradients must not change."""
+  x = _x((9, 4, 3))
+  spec = dataclasses.replace(SPEC, hidden_size=6)
+
+  def model(fold):
+    stack = RecurrentStack((spec,) * 3, norm="sequence", norm_position="post", fold_norm=fold)
+    return SequenceModel(stack, num_outputs=2, readout=readout)
+
+  variables = model(False).init(jax.random.PRNGKey(0), x, train=False)
+
+  def loss(params, fold):
+    (out, _), updated = model(fold).apply(
+        {**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+    return (out ** 2).mean(), (out, updated["batch_stats"])
+
+  results = [jax.value_and_grad(loss, has_aux=True)(variables["params"], fold)
+             for fold in (True, False)]
+  (value_f, (out_f, stats_f)), grads_f = results[0]
+  (value, (out, stats)), grads = results[1]
+  np.testing.assert_allclose(np.asarray(out_f), np.asarray(out), rtol=1e-4, atol=1e-5)
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  jax.tree.map(close, stats_f, stats)
+  jax.tree.map(close, grads_f, grads)
+  trained = {**variables, "batch_stats": stats}
+  eval_f = model(True).apply(trained, x, train=False)[0]
+  eval_ref = model(False).apply(trained, x, train=False)[0]
+  np.testing.assert_allclose(np.asarray(eval_f), np.asarray(eval_ref), rtol=1e-4, atol=1e-5)
 
 
 def _cell_loss_and_grads(kind: str, remat: bool, x):
