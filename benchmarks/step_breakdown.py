@@ -2,10 +2,12 @@
 
   python -m benchmarks.step_breakdown
 
-Times the jitted training step exactly as `benchmarks.throughput` builds it,
-then the same step with one part taken out (batch norm; the recurrence loop,
-replaced by the elementwise relu(z + u/2)), then one layer's scan alone at
-several unroll factors. Best of 3 repeats; run it on an idle machine.
+Times the jitted training step exactly as `benchmarks.throughput` builds it;
+the same step with each batch norm written out by its layer instead of folded
+into the next layer's kernel; the step with one part taken out (batch norm;
+the recurrence loop, replaced by the elementwise relu(z + u/2)); then one
+layer's scan alone at several unroll factors. Best of 3 repeats; run it on an
+idle machine.
 """
 
 import time
@@ -32,11 +34,12 @@ def best_ms(run, repeats: int = 3, calls: int = 8) -> float:
   return best * 1e3
 
 
-def step_ms(config) -> float:
+def step_ms(config, fold_norm: bool = True) -> float:
   batch = throughput.make_batch(CASE)
   task, _, num_outputs = throughput.task_shape(CASE.task)
   model = models.build_model(config.model, seq_len=CASE.seq_len,
                              num_outputs=num_outputs, readout="last")
+  model = model.clone(stack=model.stack.clone(fold_norm=fold_norm))
   tx = optim.make_optimizer(config.optimizer)
   state = train.create_train_state(config, model, tx, batch["inputs"])
   step = train.make_train_step(config, model, tx, task, config.model.u_min,
@@ -60,6 +63,8 @@ def loop_free_scan(z, u, h0, activation="relu", unroll=1):
 
 def main():
   print(f"whole step: {step_ms(throughput.case_config(CASE)):.1f} ms", flush=True)
+  print(f"batch norm written out, not folded into the next kernel: "
+        f"{step_ms(throughput.case_config(CASE), fold_norm=False):.1f} ms", flush=True)
   no_norm = throughput.case_config(CASE)
   no_norm.model.norm = "none"
   print(f"without batch norm: {step_ms(no_norm):.1f} ms", flush=True)

@@ -18,12 +18,7 @@ from irnn_jax import recurrences
 
 CELL_KINDS = ("irnn", "indrnn", "rnn", "lstm", "gru")
 NUM_GATES = {"irnn": 1, "indrnn": 1, "rnn": 1, "lstm": 4, "gru": 3}
-ACTIVATIONS = {
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "identity": lambda x: x,
-    "leaky_relu": jax.nn.leaky_relu,
-}
+ACTIVATIONS = tuple(recurrences.ACTIVATIONS)
 DEFAULT_ACTIVATION = {"irnn": "relu", "indrnn": "relu", "rnn": "tanh"}
 
 
@@ -44,8 +39,8 @@ class CellSpec:
   u_value: float = 1.0
   forget_bias: float = 1.0  # LSTM forget-gate bias.
   unroll: int = 1  # lax.scan unroll factor.
-  remat: bool = False  # Recompute each step in the backward pass (not IndRNN:
-  # its custom backward already stores only h).
+  remat: bool = False  # LSTM, GRU: recompute each step in the backward pass
+  # (IndRNN, IRNN and tanh RNN have custom backward passes that store only h).
 
 
 def _input_kernel_init(spec: CellSpec):
@@ -118,10 +113,6 @@ class RecurrentCell(nn.Module):
   def activation_name(self) -> str:
     return self.spec.activation or DEFAULT_ACTIVATION.get(self.spec.kind, "tanh")
 
-  @property
-  def activation(self):
-    return ACTIVATIONS[self.activation_name]
-
   def initial_state(self, batch_size: int, dtype=jnp.float32) -> Any:
     zeros = jnp.zeros((batch_size, self.spec.hidden_size), dtype)
     return (zeros, zeros) if self.spec.kind == "lstm" else zeros
@@ -140,7 +131,7 @@ class RecurrentCell(nn.Module):
       return recurrences.elementwise_scan(z, self.u, state, self.activation_name, unroll)
     if kind in ("irnn", "rnn"):
       return recurrences.dense_scan(z, self.recurrent_kernel, state,
-                                    self.activation, unroll, remat)
+                                    self.activation_name, unroll)
     if kind == "lstm":
       return recurrences.lstm_scan(z, self.recurrent_kernel, state, unroll, remat)
     return recurrences.gru_scan(z, self.recurrent_kernel, self.recurrent_bias_n,

@@ -65,8 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
   m.forget_bias = 1.0
   m.embed_size = 0  # Language models: 0 -> hidden_size.
   m.unroll = 1  # lax.scan unroll factor.
-  m.remat = False  # Recompute each scan step in the backward pass: LSTM/GRU/RNN
-  # store only h (and c) per step, not the gates. IndRNN always stores only h.
+  m.remat = False  # LSTM/GRU: recompute each scan step in the backward pass, so
+  # only h and c are stored per step, not the gates. IndRNN, IRNN and tanh RNN
+  # always store only h (their backward passes are hand-written).
 
   o = c.optimizer = ml_collections.ConfigDict()
   o.name = "adam"  # sgd | adam | rmsprop

@@ -6,8 +6,6 @@ parameters and an initial state, and returns `(h[T, B, H], final_state)`.
 """
 
 import functools
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 
@@ -21,9 +19,10 @@ def _scan(step, state, z, unroll: int, reverse: bool = False, remat: bool = Fals
   return jax.lax.scan(step, state, z, unroll=unroll, reverse=reverse)
 
 
-# Activations of the elementwise recurrence, each with its derivative written
-# in terms of the activation's output, so the backward pass needs only h.
-ELEMENTWISE_ACTIVATIONS = {
+# Activations of the IndRNN, IRNN and tanh-RNN recurrences, each with its
+# derivative written in terms of the activation's output, so that the
+# hand-written backward passes need only h.
+ACTIVATIONS = {
     "relu": (jax.nn.relu, lambda h: (h > 0).astype(h.dtype)),
     "tanh": (jnp.tanh, lambda h: 1.0 - h * h),
     "identity": (lambda x: x, jnp.ones_like),
@@ -32,7 +31,7 @@ ELEMENTWISE_ACTIVATIONS = {
 
 
 def _elementwise_forward(z, u, h0, activation: str, unroll: int):
-  act = ELEMENTWISE_ACTIVATIONS[activation][0]
+  act = ACTIVATIONS[activation][0]
 
   def step(h, z_t):
     h = act(z_t + u * h)
@@ -56,7 +55,7 @@ def _elementwise_bwd(activation, unroll, residuals, dhs):
   loop that also accumulates du = sum_t dz_t * h_{t-1} over the batch rows, so
   no shifted copy of h is made; dh0 = u * dz_0."""
   hs, u, h0 = residuals
-  derivative = ELEMENTWISE_ACTIVATIONS[activation][1]
+  derivative = ACTIVATIONS[activation][1]
   steps = hs.shape[0]
 
   def step(i, carry):
@@ -84,8 +83,8 @@ def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
 
   Differentiated by a hand-written reverse scan that stores only h.
   """
-  if activation not in ELEMENTWISE_ACTIVATIONS:
-    raise ValueError(f"IndRNN activation {activation!r} not in {tuple(ELEMENTWISE_ACTIVATIONS)}")
+  if activation not in ACTIVATIONS:
+    raise ValueError(f"activation {activation!r} not in {tuple(ACTIVATIONS)}")
   hs = _elementwise_recurrence(z, u, h0, activation, unroll)
   return hs, hs[-1]
 
@@ -97,16 +96,66 @@ def elementwise_scan_autodiff(z: Array, u: Array, h0: Array, activation: str = "
   return hs, hs[-1]
 
 
-def dense_scan(z: Array, w_h: Array, h0: Array, activation: Callable,
-               unroll: int = 1, remat: bool = False) -> tuple[Array, Array]:
-  """Full-matrix recurrence h_t = act(z_t + h_{t-1} @ W_h) (IRNN, tanh RNN)."""
+def _dense_forward(z, w_h, h0, activation: str, unroll: int):
+  act = ACTIVATIONS[activation][0]
 
   def step(h, z_t):
-    h = activation(z_t + h @ w_h)
+    h = act(z_t + h @ w_h)
     return h, h
 
-  h_final, hs = _scan(step, h0, z, unroll, remat=remat)
-  return hs, h_final
+  return _scan(step, h0, z, unroll)[1]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _dense_recurrence(z, w_h, h0, activation: str, unroll: int):
+  return _dense_forward(z, w_h, h0, activation, unroll)
+
+
+def _dense_fwd(z, w_h, h0, activation, unroll):
+  hs = _dense_forward(z, w_h, h0, activation, unroll)
+  return hs, (hs, w_h, h0)
+
+
+def _dense_bwd(activation, unroll, residuals, dhs):
+  """Reverse pass: dz_t = act'(h_t) * (dh_t + dz_{t+1} @ W_h^T), the only
+  product left in the loop; dW_h = sum_t h_{t-1}^T dz_t is one matrix product
+  over all steps after it, and dh0 = dz_0 @ W_h^T."""
+  hs, w_h, h0 = residuals
+  derivative = ACTIVATIONS[activation][1]
+  w_t = w_h.T
+
+  def step(carry, inputs):
+    dh_t, h_t = inputs
+    dz_t = (dh_t + carry) * derivative(h_t)
+    return dz_t @ w_t, dz_t
+
+  dh0, dzs = _scan(step, jnp.zeros_like(h0), (dhs, hs), unroll, reverse=True)
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  hidden = hs.shape[-1]
+  dw = h_prev.reshape(-1, hidden).T @ dzs.reshape(-1, hidden)
+  return dzs, dw, dh0
+
+
+_dense_recurrence.defvjp(_dense_fwd, _dense_bwd)
+
+
+def dense_scan(z: Array, w_h: Array, h0: Array, activation: str = "relu",
+               unroll: int = 1) -> tuple[Array, Array]:
+  """Full-matrix recurrence h_t = act(z_t + h_{t-1} @ W_h) (IRNN, tanh RNN).
+
+  Differentiated by a hand-written reverse scan that stores only h.
+  """
+  if activation not in ACTIVATIONS:
+    raise ValueError(f"activation {activation!r} not in {tuple(ACTIVATIONS)}")
+  hs = _dense_recurrence(z, w_h, h0, activation, unroll)
+  return hs, hs[-1]
+
+
+def dense_scan_autodiff(z: Array, w_h: Array, h0: Array, activation: str = "relu",
+                        unroll: int = 1) -> tuple[Array, Array]:
+  """The same recurrence differentiated by JAX's own scan transpose (reference)."""
+  hs = _dense_forward(z, w_h, h0, activation, unroll)
+  return hs, hs[-1]
 
 
 def lstm_scan(z: Array, w_h: Array, state: tuple[Array, Array], unroll: int = 1,

@@ -116,3 +116,23 @@ def test_indrnn_custom_backward_matches_autodiff(activation):
                   argnums=(0, 1, 2))(z, u, h0)
   for a, b in zip(fast, slow):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "identity", "leaky_relu"])
+def test_dense_custom_backward_matches_autodiff(activation):
+  from irnn_jax import recurrences
+  rng = np.random.default_rng(5)
+  z = jnp.asarray(rng.normal(size=(20, 3, 4)), jnp.float32)
+  w_h = jnp.asarray(rng.normal(scale=0.5, size=(4, 4)), jnp.float32)
+  h0 = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
+  cotangent = jnp.asarray(rng.normal(size=(20, 3, 4)), jnp.float32)
+
+  def loss(fn, z, w_h, h0):
+    hs, last = fn(z, w_h, h0, activation)
+    return jnp.sum(hs * cotangent) + jnp.sum(last ** 2)
+
+  fast = jax.grad(lambda *a: loss(recurrences.dense_scan, *a), argnums=(0, 1, 2))(z, w_h, h0)
+  slow = jax.grad(lambda *a: loss(recurrences.dense_scan_autodiff, *a),
+                  argnums=(0, 1, 2))(z, w_h, h0)
+  for a, b in zip(fast, slow):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
