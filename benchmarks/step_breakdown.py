@@ -6,7 +6,8 @@ Times the jitted training step exactly as `benchmarks.throughput` builds it;
 the same step with each batch norm written out by its layer instead of folded
 into the next layer's kernel; the step with one part taken out (batch norm;
 the recurrence loop, replaced by the elementwise relu(z + u/2)); then one
-layer's scan alone at several unroll factors. Best of 3 repeats; run it on an
+layer's scan alone at several unroll factors; and the IRNN 1 x 100 step with
+its hand-written backward and with JAX's own. Best of 3 repeats; run it on an
 idle machine.
 """
 
@@ -19,6 +20,7 @@ from benchmarks import throughput
 from irnn_jax import models, optim, recurrences, train
 
 CASE = throughput.Case("indrnn", "smnist", 784, 32, 6, label="indrnn_6x128")
+IRNN_CASE = throughput.Case("irnn", "smnist", 784, 128, 1, hidden=100, label="irnn_1x100")
 
 
 def best_ms(run, repeats: int = 3, calls: int = 8) -> float:
@@ -34,16 +36,16 @@ def best_ms(run, repeats: int = 3, calls: int = 8) -> float:
   return best * 1e3
 
 
-def step_ms(config, fold_norm: bool = True) -> float:
-  batch = throughput.make_batch(CASE)
-  task, _, num_outputs = throughput.task_shape(CASE.task)
-  model = models.build_model(config.model, seq_len=CASE.seq_len,
+def step_ms(config, fold_norm: bool = True, case: throughput.Case = CASE) -> float:
+  batch = throughput.make_batch(case)
+  task, _, num_outputs = throughput.task_shape(case.task)
+  model = models.build_model(config.model, seq_len=case.seq_len,
                              num_outputs=num_outputs, readout="last")
   model = model.clone(stack=model.stack.clone(fold_norm=fold_norm))
   tx = optim.make_optimizer(config.optimizer)
   state = train.create_train_state(config, model, tx, batch["inputs"])
   step = train.make_train_step(config, model, tx, task, config.model.u_min,
-                               models.u_bound(config.model, CASE.seq_len))
+                               models.u_bound(config.model, case.seq_len))
   compiled = step.lower(state, batch).compile()
   holder = [state]
 
@@ -75,6 +77,16 @@ def main():
           flush=True)
   finally:
     recurrences.elementwise_scan = scan
+
+  irnn = throughput.case_config(IRNN_CASE)
+  print(f"IRNN 1 x 100, B=128 step: {step_ms(irnn, case=IRNN_CASE):.1f} ms", flush=True)
+  dense = recurrences.dense_scan
+  recurrences.dense_scan = recurrences.dense_scan_autodiff
+  try:
+    print(f"the same with JAX's own scan backward instead of the hand-written one: "
+          f"{step_ms(irnn, case=IRNN_CASE):.1f} ms", flush=True)
+  finally:
+    recurrences.dense_scan = dense
 
   steps, batch, hidden = CASE.seq_len, CASE.batch, CASE.hidden
   z = 0.1 * jax.random.normal(jax.random.PRNGKey(0), (steps, batch, hidden))
