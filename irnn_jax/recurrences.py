@@ -30,6 +30,11 @@ ACTIVATIONS = {
 }
 
 
+def _check_activation(activation: str):
+  if activation not in ACTIVATIONS:
+    raise ValueError(f"activation {activation!r} not in {tuple(ACTIVATIONS)}")
+
+
 def _elementwise_forward(z, u, h0, activation: str, unroll: int):
   act = ACTIVATIONS[activation][0]
 
@@ -83,8 +88,7 @@ def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
 
   Differentiated by a hand-written reverse scan that stores only h.
   """
-  if activation not in ACTIVATIONS:
-    raise ValueError(f"activation {activation!r} not in {tuple(ACTIVATIONS)}")
+  _check_activation(activation)
   hs = _elementwise_recurrence(z, u, h0, activation, unroll)
   return hs, hs[-1]
 
@@ -145,8 +149,7 @@ def dense_scan(z: Array, w_h: Array, h0: Array, activation: str = "relu",
 
   Differentiated by a hand-written reverse scan that stores only h.
   """
-  if activation not in ACTIVATIONS:
-    raise ValueError(f"activation {activation!r} not in {tuple(ACTIVATIONS)}")
+  _check_activation(activation)
   hs = _dense_recurrence(z, w_h, h0, activation, unroll)
   return hs, hs[-1]
 

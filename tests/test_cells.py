@@ -99,40 +99,29 @@ def test_gradients_match_finite_differences(kind):
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "identity", "leaky_relu"])
-def test_indrnn_custom_backward_matches_autodiff(activation):
+@pytest.mark.parametrize("recurrence", ["elementwise", "dense"])
+def test_custom_backward_matches_autodiff(recurrence, activation):
+  """IndRNN's (u[H]) and IRNN / tanh RNN's (W_h[H, H]) hand-written backward
+  passes give JAX's own scan gradients."""
   from irnn_jax import recurrences
   rng = np.random.default_rng(4)
   z = jnp.asarray(rng.normal(size=(20, 3, 4)), jnp.float32)
-  u = jnp.asarray(rng.uniform(-1.2, 1.2, size=4), jnp.float32)
-  h0 = jnp.asarray(np.abs(rng.normal(size=(3, 4))), jnp.float32)
+  if recurrence == "elementwise":
+    weights = jnp.asarray(rng.uniform(-1.2, 1.2, size=4), jnp.float32)
+    h0 = jnp.asarray(np.abs(rng.normal(size=(3, 4))), jnp.float32)
+  else:
+    weights = jnp.asarray(rng.normal(scale=0.5, size=(4, 4)), jnp.float32)
+    h0 = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
   cotangent = jnp.asarray(rng.normal(size=(20, 3, 4)), jnp.float32)
+  fast = getattr(recurrences, f"{recurrence}_scan")
+  slow = getattr(recurrences, f"{recurrence}_scan_autodiff")
 
-  def loss(fn, z, u, h0):
-    hs, last = fn(z, u, h0, activation)
+  def loss(fn, z, weights, h0):
+    hs, last = fn(z, weights, h0, activation)
     return jnp.sum(hs * cotangent) + jnp.sum(last ** 2)
 
-  fast = jax.grad(lambda *a: loss(recurrences.elementwise_scan, *a), argnums=(0, 1, 2))(z, u, h0)
-  slow = jax.grad(lambda *a: loss(recurrences.elementwise_scan_autodiff, *a),
-                  argnums=(0, 1, 2))(z, u, h0)
-  for a, b in zip(fast, slow):
+  grads = [jax.grad(lambda *a, fn=fn: loss(fn, *a), argnums=(0, 1, 2))(z, weights, h0)
+           for fn in (fast, slow)]
+  for a, b in zip(*grads):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
 
-
-@pytest.mark.parametrize("activation", ["relu", "tanh", "identity", "leaky_relu"])
-def test_dense_custom_backward_matches_autodiff(activation):
-  from irnn_jax import recurrences
-  rng = np.random.default_rng(5)
-  z = jnp.asarray(rng.normal(size=(20, 3, 4)), jnp.float32)
-  w_h = jnp.asarray(rng.normal(scale=0.5, size=(4, 4)), jnp.float32)
-  h0 = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
-  cotangent = jnp.asarray(rng.normal(size=(20, 3, 4)), jnp.float32)
-
-  def loss(fn, z, w_h, h0):
-    hs, last = fn(z, w_h, h0, activation)
-    return jnp.sum(hs * cotangent) + jnp.sum(last ** 2)
-
-  fast = jax.grad(lambda *a: loss(recurrences.dense_scan, *a), argnums=(0, 1, 2))(z, w_h, h0)
-  slow = jax.grad(lambda *a: loss(recurrences.dense_scan_autodiff, *a),
-                  argnums=(0, 1, 2))(z, w_h, h0)
-  for a, b in zip(fast, slow):
-    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
