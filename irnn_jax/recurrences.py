@@ -55,15 +55,24 @@ def _elementwise_fwd(z, u, h0, activation, unroll):
   return hs, (hs, u, h0)  # The outputs are the only activations kept.
 
 
+def _dz_buffer(dhs, in_place: bool):
+  """Where a reverse loop writes dz: over dh itself when not unrolled (each
+  step reads dh_t, then writes dz_t at the same index, so XLA needs no fresh
+  zero-filled buffer); unrolled, XLA would copy that buffer at every step, so
+  then a fresh one."""
+  return dhs if in_place else jnp.zeros_like(dhs)
+
+
 def _elementwise_bwd(activation, unroll, residuals, dhs):
   """Reverse pass: dz_t = act'(h_t) * (dh_t + u * dz_{t+1}), one elementwise
   loop that also accumulates du = sum_t dz_t * h_{t-1} over the batch rows, so
-  no shifted copy of h is made; dh0 = u * dz_0. Each dz_t overwrites dh_t in
-  the buffer that held dhs (read, then written, at the same step), so XLA
-  needs no fresh zero-filled output buffer."""
+  no shifted copy of h is made; dh0 = u * dz_0. See `_dz_buffer` for where
+  dz is written."""
   hs, u, h0 = residuals
   derivative = ACTIVATIONS[activation][1]
   steps = hs.shape[0]
+
+  in_place = unroll == 1
 
   def step(i, carry):
     t = steps - 1 - i
@@ -71,12 +80,13 @@ def _elementwise_bwd(activation, unroll, residuals, dhs):
     h_t = jax.lax.dynamic_index_in_dim(hs, t, keepdims=False)
     h_prev = jnp.where(t == 0, h0, jax.lax.dynamic_index_in_dim(
         hs, jnp.maximum(t - 1, 0), keepdims=False))
-    dh_t = jax.lax.dynamic_index_in_dim(dzs, t, keepdims=False)
+    dh_t = jax.lax.dynamic_index_in_dim(dzs if in_place else dhs, t, keepdims=False)
     dz_t = (dh_t + u * dz_next) * derivative(h_t)
     return dz_t, du_rows + dz_t * h_prev, jax.lax.dynamic_update_index_in_dim(dzs, dz_t, t, 0)
 
   zeros = jnp.zeros_like(h0)
-  dz_0, du_rows, dzs = jax.lax.fori_loop(0, steps, step, (zeros, zeros, dhs), unroll=unroll)
+  dz_0, du_rows, dzs = jax.lax.fori_loop(0, steps, step, (zeros, zeros, _dz_buffer(dhs, in_place)),
+                                         unroll=unroll)
   return dzs, du_rows.sum(axis=0), u * dz_0
 
 
@@ -128,18 +138,18 @@ def _dense_bwd(activation, unroll, residuals, dhs):
   hs, w_h, h0 = residuals
   derivative = ACTIVATIONS[activation][1]
   w_t = w_h.T
+  steps, in_place = hs.shape[0], unroll == 1
 
-  steps = hs.shape[0]
-
-  def step(i, carry):  # dz_t overwrites dh_t in the buffer that held dhs.
+  def step(i, carry):
     t = steps - 1 - i
     dz_next_w, dzs = carry
     h_t = jax.lax.dynamic_index_in_dim(hs, t, keepdims=False)
-    dh_t = jax.lax.dynamic_index_in_dim(dzs, t, keepdims=False)
+    dh_t = jax.lax.dynamic_index_in_dim(dzs if in_place else dhs, t, keepdims=False)
     dz_t = (dh_t + dz_next_w) * derivative(h_t)
     return dz_t @ w_t, jax.lax.dynamic_update_index_in_dim(dzs, dz_t, t, 0)
 
-  dh0, dzs = jax.lax.fori_loop(0, steps, step, (jnp.zeros_like(h0), dhs), unroll=unroll)
+  dh0, dzs = jax.lax.fori_loop(0, steps, step, (jnp.zeros_like(h0), _dz_buffer(dhs, in_place)),
+                               unroll=unroll)
   h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
   hidden = hs.shape[-1]
   dw = h_prev.reshape(-1, hidden).T @ dzs.reshape(-1, hidden)

@@ -99,8 +99,9 @@ def test_gradients_match_finite_differences(kind):
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "identity", "leaky_relu"])
-@pytest.mark.parametrize("recurrence", ["elementwise", "dense"])
-def test_custom_backward_matches_autodiff(recurrence, activation):
+@pytest.mark.parametrize("recurrence, unroll", [("elementwise", 1), ("dense", 1),
+                                               ("elementwise", 3), ("dense", 3)])
+def test_custom_backward_matches_autodiff(recurrence, unroll, activation):
   """IndRNN's (u[H]) and IRNN / tanh RNN's (W_h[H, H]) hand-written backward
   passes give JAX's own scan gradients."""
   from irnn_jax import recurrences
@@ -117,7 +118,7 @@ def test_custom_backward_matches_autodiff(recurrence, activation):
   slow = getattr(recurrences, f"{recurrence}_scan_autodiff")
 
   def loss(fn, z, weights, h0):
-    hs, last = fn(z, weights, h0, activation)
+    hs, last = fn(z, weights, h0, activation, unroll)
     return jnp.sum(hs * cotangent) + jnp.sum(last ** 2)
 
   grads = [jax.grad(lambda *a, fn=fn: loss(fn, *a), argnums=(0, 1, 2))(z, weights, h0)
