@@ -131,15 +131,17 @@ def test_input_projection_folds_an_affine_input():
   np.testing.assert_allclose(np.asarray(folded), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("readout", ["last", "all"])
-def test_folded_batch_norm_matches_normalising_each_layer(readout):
+@pytest.mark.parametrize("readout, bidirectional", [("last", False), ("all", False),
+                                                    ("last", True)])
+def test_folded_batch_norm_matches_normalising_each_layer(readout, bidirectional):
   """A plain stack with post sequence norm defers each norm to the next
   layer's kernel; outputs, running statistics and gradients must not change."""
   x = _x((9, 4, 3))
   spec = dataclasses.replace(SPEC, hidden_size=6)
 
   def model(fold):
-    stack = RecurrentStack((spec,) * 3, norm="sequence", norm_position="post", fold_norm=fold)
+    stack = RecurrentStack((spec,) * 3, norm="sequence", norm_position="post",
+                           bidirectional=bidirectional, fold_norm=fold)
     return SequenceModel(stack, num_outputs=2, readout=readout)
 
   variables = model(False).init(jax.random.PRNGKey(0), x, train=False)
