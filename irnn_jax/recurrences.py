@@ -5,7 +5,6 @@ Every function takes the input projection of all time steps, already computed
 parameters and an initial state, and returns `(h[T, B, H], final_state)`.
 """
 
-import functools
 import jax
 import jax.numpy as jnp
 
@@ -35,6 +34,42 @@ def _check_activation(activation: str):
     raise ValueError(f"activation {activation!r} not in {tuple(ACTIVATIONS)}")
 
 
+def _hand_differentiated(forward, backward):
+  """forward(z, weights, h0, activation, unroll) -> hs as a `jax.custom_vjp`
+  whose only residuals are (hs, weights, h0), differentiated by
+  backward(activation, unroll, residuals, dhs) -> (dz, dweights, dh0)."""
+  recurrence = jax.custom_vjp(forward, nondiff_argnums=(3, 4))
+
+  def forward_keeping_h(z, weights, h0, activation, unroll):
+    hs = forward(z, weights, h0, activation, unroll)
+    return hs, (hs, weights, h0)  # The outputs are the only activations kept.
+
+  recurrence.defvjp(forward_keeping_h, backward)
+  return recurrence
+
+
+def _reverse_loop(hs, dhs, carry, dz_step, unroll: int):
+  """Runs t = T-1, ..., 0: (dz_t, carry) = dz_step(t, h_t, dh_t, carry).
+  Returns (dz[T, B, H], final carry).
+
+  Not unrolled, dz_t is written over dh_t (read, then written, at the same
+  index), so XLA needs no fresh zero-filled buffer; unrolled, XLA would copy
+  that buffer at every step, so dz goes to a fresh one."""
+  steps, in_place = hs.shape[0], unroll == 1
+
+  def body(i, state):
+    carry, dzs = state
+    t = steps - 1 - i
+    h_t = jax.lax.dynamic_index_in_dim(hs, t, keepdims=False)
+    dh_t = jax.lax.dynamic_index_in_dim(dzs if in_place else dhs, t, keepdims=False)
+    dz_t, carry = dz_step(t, h_t, dh_t, carry)
+    return carry, jax.lax.dynamic_update_index_in_dim(dzs, dz_t, t, 0)
+
+  buffer = dhs if in_place else jnp.zeros_like(dhs)
+  carry, dzs = jax.lax.fori_loop(0, steps, body, (carry, buffer), unroll=unroll)
+  return dzs, carry
+
+
 def _elementwise_forward(z, u, h0, activation: str, unroll: int):
   act = ACTIVATIONS[activation][0]
 
@@ -45,59 +80,33 @@ def _elementwise_forward(z, u, h0, activation: str, unroll: int):
   return _scan(step, h0, z, unroll)[1]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _elementwise_recurrence(z, u, h0, activation: str, unroll: int):
-  return _elementwise_forward(z, u, h0, activation, unroll)
-
-
-def _elementwise_fwd(z, u, h0, activation, unroll):
-  hs = _elementwise_forward(z, u, h0, activation, unroll)
-  return hs, (hs, u, h0)  # The outputs are the only activations kept.
-
-
-def _dz_buffer(dhs, in_place: bool):
-  """Where a reverse loop writes dz: over dh itself when not unrolled (each
-  step reads dh_t, then writes dz_t at the same index, so XLA needs no fresh
-  zero-filled buffer); unrolled, XLA would copy that buffer at every step, so
-  then a fresh one."""
-  return dhs if in_place else jnp.zeros_like(dhs)
-
-
 def _elementwise_bwd(activation, unroll, residuals, dhs):
   """Reverse pass: dz_t = act'(h_t) * (dh_t + u * dz_{t+1}), one elementwise
   loop that also accumulates du = sum_t dz_t * h_{t-1} over the batch rows, so
-  no shifted copy of h is made; dh0 = u * dz_0. See `_dz_buffer` for where
-  dz is written."""
+  no shifted copy of h is made; dh0 = u * dz_0."""
   hs, u, h0 = residuals
   derivative = ACTIVATIONS[activation][1]
-  steps = hs.shape[0]
 
-  in_place = unroll == 1
-
-  def step(i, carry):
-    t = steps - 1 - i
-    dz_next, du_rows, dzs = carry
-    h_t = jax.lax.dynamic_index_in_dim(hs, t, keepdims=False)
+  def dz_step(t, h_t, dh_t, carry):
+    dz_next, du_rows = carry
     h_prev = jnp.where(t == 0, h0, jax.lax.dynamic_index_in_dim(
         hs, jnp.maximum(t - 1, 0), keepdims=False))
-    dh_t = jax.lax.dynamic_index_in_dim(dzs if in_place else dhs, t, keepdims=False)
     dz_t = (dh_t + u * dz_next) * derivative(h_t)
-    return dz_t, du_rows + dz_t * h_prev, jax.lax.dynamic_update_index_in_dim(dzs, dz_t, t, 0)
+    return dz_t, (dz_t, du_rows + dz_t * h_prev)
 
   zeros = jnp.zeros_like(h0)
-  dz_0, du_rows, dzs = jax.lax.fori_loop(0, steps, step, (zeros, zeros, _dz_buffer(dhs, in_place)),
-                                         unroll=unroll)
+  dzs, (dz_0, du_rows) = _reverse_loop(hs, dhs, (zeros, zeros), dz_step, unroll)
   return dzs, du_rows.sum(axis=0), u * dz_0
 
 
-_elementwise_recurrence.defvjp(_elementwise_fwd, _elementwise_bwd)
+_elementwise_recurrence = _hand_differentiated(_elementwise_forward, _elementwise_bwd)
 
 
 def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
                      unroll: int = 1) -> tuple[Array, Array]:
   """IndRNN recurrence h_t = act(z_t + u * h_{t-1}); u has shape [H].
 
-  Differentiated by a hand-written reverse scan that stores only h.
+  Differentiated by a hand-written reverse loop; only h is stored.
   """
   _check_activation(activation)
   hs = _elementwise_recurrence(z, u, h0, activation, unroll)
@@ -121,16 +130,6 @@ def _dense_forward(z, w_h, h0, activation: str, unroll: int):
   return _scan(step, h0, z, unroll)[1]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _dense_recurrence(z, w_h, h0, activation: str, unroll: int):
-  return _dense_forward(z, w_h, h0, activation, unroll)
-
-
-def _dense_fwd(z, w_h, h0, activation, unroll):
-  hs = _dense_forward(z, w_h, h0, activation, unroll)
-  return hs, (hs, w_h, h0)
-
-
 def _dense_bwd(activation, unroll, residuals, dhs):
   """Reverse pass: dz_t = act'(h_t) * (dh_t + dz_{t+1} @ W_h^T), the only
   product left in the loop; dW_h = sum_t h_{t-1}^T dz_t is one matrix product
@@ -138,32 +137,27 @@ def _dense_bwd(activation, unroll, residuals, dhs):
   hs, w_h, h0 = residuals
   derivative = ACTIVATIONS[activation][1]
   w_t = w_h.T
-  steps, in_place = hs.shape[0], unroll == 1
 
-  def step(i, carry):
-    t = steps - 1 - i
-    dz_next_w, dzs = carry
-    h_t = jax.lax.dynamic_index_in_dim(hs, t, keepdims=False)
-    dh_t = jax.lax.dynamic_index_in_dim(dzs if in_place else dhs, t, keepdims=False)
+  def dz_step(t, h_t, dh_t, dz_next_w):
+    del t
     dz_t = (dh_t + dz_next_w) * derivative(h_t)
-    return dz_t @ w_t, jax.lax.dynamic_update_index_in_dim(dzs, dz_t, t, 0)
+    return dz_t, dz_t @ w_t
 
-  dh0, dzs = jax.lax.fori_loop(0, steps, step, (jnp.zeros_like(h0), _dz_buffer(dhs, in_place)),
-                               unroll=unroll)
+  dzs, dh0 = _reverse_loop(hs, dhs, jnp.zeros_like(h0), dz_step, unroll)
   h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
   hidden = hs.shape[-1]
   dw = h_prev.reshape(-1, hidden).T @ dzs.reshape(-1, hidden)
   return dzs, dw, dh0
 
 
-_dense_recurrence.defvjp(_dense_fwd, _dense_bwd)
+_dense_recurrence = _hand_differentiated(_dense_forward, _dense_bwd)
 
 
 def dense_scan(z: Array, w_h: Array, h0: Array, activation: str = "relu",
                unroll: int = 1) -> tuple[Array, Array]:
   """Full-matrix recurrence h_t = act(z_t + h_{t-1} @ W_h) (IRNN, tanh RNN).
 
-  Differentiated by a hand-written reverse scan that stores only h.
+  Differentiated by a hand-written reverse loop; only h is stored.
   """
   _check_activation(activation)
   hs = _dense_recurrence(z, w_h, h0, activation, unroll)
