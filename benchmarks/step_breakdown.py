@@ -12,6 +12,7 @@ idle machine.
 """
 
 import time
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -70,29 +71,22 @@ def main():
   no_norm = throughput.case_config(CASE)
   no_norm.model.norm = "none"
   print(f"without batch norm: {step_ms(no_norm):.1f} ms", flush=True)
-  scan = recurrences.elementwise_scan
-  recurrences.elementwise_scan = loop_free_scan
-  try:
+  with mock.patch.object(recurrences, "elementwise_scan", loop_free_scan):
     print(f"recurrence without its loop: {step_ms(throughput.case_config(CASE)):.1f} ms",
           flush=True)
-  finally:
-    recurrences.elementwise_scan = scan
 
   irnn = throughput.case_config(IRNN_CASE)
   print(f"IRNN 1 x 100, B=128 step: {step_ms(irnn, case=IRNN_CASE):.1f} ms", flush=True)
-  dense = recurrences.dense_scan
-  recurrences.dense_scan = recurrences.dense_scan_autodiff
-  try:
+  with mock.patch.object(recurrences, "dense_scan", recurrences.dense_scan_autodiff):
     print(f"the same with JAX's own scan backward instead of the hand-written one: "
           f"{step_ms(irnn, case=IRNN_CASE):.1f} ms", flush=True)
-  finally:
-    recurrences.dense_scan = dense
 
   steps, batch, hidden = CASE.seq_len, CASE.batch, CASE.hidden
   z = 0.1 * jax.random.normal(jax.random.PRNGKey(0), (steps, batch, hidden))
   u = jax.random.uniform(jax.random.PRNGKey(1), (hidden,))
   cotangent = jax.random.normal(jax.random.PRNGKey(2), z.shape)
   h0 = jnp.zeros((batch, hidden))
+  scan = recurrences.elementwise_scan
   for unroll in (1, 2, 4, 8, 16):
     forward = jax.jit(lambda z, u, k=unroll: scan(z, u, h0, "relu", k)[0])
     grad = jax.jit(jax.grad(

@@ -13,6 +13,20 @@ NORM_POSITIONS = ("pre", "post")
 BN_MOMENTUM = 0.9  # Running-average decay; PyTorch's momentum 0.1.
 
 
+def _track_running_stats(module: nn.Module, mean_stat, var_stat, mean, var):
+  """Moves the running averages towards this batch's statistics (not at init)."""
+  if not module.is_initializing():
+    m = BN_MOMENTUM
+    mean_stat.value = m * mean_stat.value + (1 - m) * mean
+    var_stat.value = m * var_stat.value + (1 - m) * var
+
+
+def can_fold_norm(norm: str, norm_position: str, dropout: float) -> bool:
+  """Whether a layer's output batch norm can be left to the next layer's
+  input projection to fold (`PendingNorm`): one affine map per feature."""
+  return norm == "sequence" and norm_position == "post" and dropout == 0
+
+
 class PerStepBatchNorm(nn.Module):
   """Batch norm with separate statistics for every time step (IndRNN's choice
   for language models). Input x[T, B, H]; running stats are [T_max, H], scale
@@ -32,10 +46,7 @@ class PerStepBatchNorm(nn.Module):
                          f" steps, got {steps} in training")
       mean = x.mean(axis=1)
       var = x.var(axis=1)
-      if not self.is_initializing():
-        m = BN_MOMENTUM
-        mean_stat.value = m * mean_stat.value + (1 - m) * mean
-        var_stat.value = m * var_stat.value + (1 - m) * var
+      _track_running_stats(self, mean_stat, var_stat, mean, var)
     else:
       if steps > mean_stat.value.shape[0]:
         raise ValueError(f"per-step batch norm has statistics for "
@@ -64,10 +75,7 @@ class SequenceBatchNorm(nn.Module):
       axes = tuple(range(x.ndim - 1))
       mean = x.mean(axis=axes)
       var = jnp.maximum(jnp.square(x).mean(axis=axes) - jnp.square(mean), 0.0)
-      if not self.is_initializing():
-        m = BN_MOMENTUM
-        mean_stat.value = m * mean_stat.value + (1 - m) * mean
-        var_stat.value = m * var_stat.value + (1 - m) * var
+      _track_running_stats(self, mean_stat, var_stat, mean, var)
     else:
       mean, var = mean_stat.value, var_stat.value
     scale = gamma * jax.lax.rsqrt(var + self.epsilon)
@@ -113,16 +121,11 @@ class RecurrentLayer(nn.Module):
   dropout: float = 0.0
   bidirectional: bool = False
 
-  @property
-  def can_defer_norm(self) -> bool:
-    """Whether the output batch norm can be left to the next layer to fold."""
-    return self.norm == "sequence" and self.norm_position == "post" and self.dropout == 0
-
   @nn.compact
   def __call__(self, x, states: Any = None, *, train: bool, defer_norm: bool = False):
     """x is an array or a `PendingNorm`. With `defer_norm` (needs
-    `can_defer_norm`) the output is a `PendingNorm` for the next layer."""
-    if defer_norm and not self.can_defer_norm:
+    `can_fold_norm`) the output is a `PendingNorm` for the next layer."""
+    if defer_norm and not can_fold_norm(self.norm, self.norm_position, self.dropout):
       raise ValueError("defer_norm needs norm='sequence', norm_position='post' and no dropout")
     x, x_scale, x_shift = x if isinstance(x, PendingNorm) else (x, None, None)
     directions = ("forward", "backward") if self.bidirectional else ("forward",)

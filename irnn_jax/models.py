@@ -11,7 +11,7 @@ import ml_collections
 
 from irnn_jax import spatial
 from irnn_jax.cells import CellSpec
-from irnn_jax.layers import PendingNorm, RecurrentLayer
+from irnn_jax.layers import PendingNorm, RecurrentLayer, can_fold_norm
 
 ARCHS = ("recurrent", "renet")
 CONNECTIONS = ("plain", "residual", "dense")
@@ -58,8 +58,8 @@ class RecurrentStack(nn.Module):
       finals.append(final)
       return h
 
-    defer = (self.fold_norm and self.connection == "plain" and self.norm == "sequence"
-             and self.norm_position == "post" and self.dropout == 0)
+    defer = (self.fold_norm and self.connection == "plain"
+             and can_fold_norm(self.norm, self.norm_position, self.dropout))
     h = run(0, x, defer)
     if self.connection == "plain":
       for i in range(1, len(self.specs)):
