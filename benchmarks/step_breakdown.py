@@ -8,7 +8,7 @@ into the next layer's kernel; the step with one part taken out (batch norm;
 the recurrence loop, replaced by the elementwise relu(z + u/2)); then one
 layer's scan alone at several unroll factors; and the IRNN 1 x 100 step with
 its hand-written backward and with JAX's own. Best of 3 repeats; run it on an
-idle machine.
+idle machine. glibc malloc keeps freed memory, as in training.
 """
 
 import time
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import throughput
-from irnn_jax import models, optim, recurrences, train
+from irnn_jax import host_memory, models, optim, recurrences, train
 
 CASE = throughput.Case("indrnn", "smnist", 784, 32, 6, label="indrnn_6x128")
 IRNN_CASE = throughput.Case("irnn", "smnist", 784, 128, 1, hidden=100, label="irnn_1x100")
@@ -65,6 +65,7 @@ def loop_free_scan(z, u, h0, activation="relu", unroll=1):
 
 
 def main():
+  print(f"glibc malloc keeps freed memory: {host_memory.keep_freed_memory()}", flush=True)
   print(f"whole step: {step_ms(throughput.case_config(CASE)):.1f} ms", flush=True)
   print(f"batch norm written out, not folded into the next kernel: "
         f"{step_ms(throughput.case_config(CASE), fold_norm=False):.1f} ms", flush=True)

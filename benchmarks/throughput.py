@@ -2,8 +2,9 @@
 
   python -m benchmarks.throughput [--quick] [--output=PATH.json] [--only=TEXT]
 
-1. The float32 matrix-product rate of jax.devices()[0], measured with jitted
-   `a @ b` of two shapes: "projection" [T*B, 128] x [128, 128] with T=784,
+1. The float32 matrix-product rate of jax.devices()[0], measured with a
+   jitted chain of products (each written in place, so allocation does not
+   count) of two shapes: "projection" [T*B, 128] x [128, 128] with T=784,
    B=32 (the input projection of one 128-wide layer on sequential MNIST, the
    heavy product of IndRNN), and "square" [2048, 2048] x [2048, 2048]. The
    "% matmul" column and the targets use the projection rate, the rate this
@@ -20,6 +21,11 @@
    MSE, batch 50 as configs/adding.py; IndRNN 2x128, the others 1x128), IRNN
    1x100 at T=784 B=128, and IndRNN 6x128 with batch norm at T=5000 B=32 for
    memory (model.remat on, and off without --quick).
+
+Malloc: both sides run with glibc malloc set to keep freed memory
+(irnn_jax/host_memory.py: this process, and each PyTorch child through its
+environment), as experiments.main trains; without it both fault their
+step's buffers back in every step. --default_malloc leaves both as they are.
 
 Throughput: the first step after compiling is timed; if it took less than
 --slow_seconds, enough further steps run to fill --min_seconds and they are
@@ -61,7 +67,7 @@ import numpy as np
 
 from configs import adding as adding_config
 from configs import sequential_mnist as smnist_config
-from irnn_jax import cells, configlib, models, optim, train
+from irnn_jax import cells, configlib, host_memory, models, optim, train
 from irnn_jax.data.adding import adding_batch
 from benchmarks import plain_scan
 
@@ -156,23 +162,32 @@ def train_flops(cell: str, layers: int, input_dim: int, hidden: int, seq_len: in
   return 3 * forward
 
 
-def matmul_rate(m: int, k: int, n: int, seconds: float = 0.5) -> float:
-  """Best of 3 timings of jitted [m, k] x [k, n] float32 products, in GFLOP/s."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
-  b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
-  product = jax.jit(jnp.matmul)
+def _product_chain(x, q, pairs):
+  """x <- x @ q, 2 * pairs times, ping-ponging between two buffers so that
+  every product writes in place (no per-product allocation or copy)."""
+  def two_products(_, buffers):
+    y = buffers[0] @ q
+    return y @ q, y
+  return jax.lax.fori_loop(0, pairs, two_products, (x, x))[0]
+
+
+def matmul_rate(rows: int, width: int, seconds: float = 0.5) -> float:
+  """The float32 rate of [rows, width] x [width, width] products, in GFLOP/s:
+  best of 5 timings of a jitted chain of them (`_product_chain`, q orthogonal
+  so values stay put), so that the rate does not depend on the allocator."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (rows, width), jnp.float32)
+  q = jax.random.orthogonal(jax.random.PRNGKey(1), width, dtype=jnp.float32)
+  chain = jax.jit(_product_chain)
+  chain(x, q, 1).block_until_ready()  # Compiles.
   start = time.perf_counter()
-  product(a, b).block_until_ready()  # Compiles.
-  start = time.perf_counter()
-  product(a, b).block_until_ready()
-  reps = max(1, math.ceil(seconds / (time.perf_counter() - start)))
+  chain(x, q, 1).block_until_ready()
+  pairs = max(1, math.ceil(seconds / (time.perf_counter() - start)))
   best = float("inf")
-  for _ in range(3):
+  for _ in range(5):
     start = time.perf_counter()
-    for _ in range(reps):
-      product(a, b).block_until_ready()
-    best = min(best, (time.perf_counter() - start) / reps)
-  return 2 * m * k * n / best / 1e9
+    chain(x, q, pairs).block_until_ready()
+    best = min(best, (time.perf_counter() - start) / (2 * pairs))
+  return 2 * rows * width * width / best / 1e9
 
 
 def compiled_memory(compiled) -> dict:
@@ -251,7 +266,8 @@ def run_torch(case: Case, config, args) -> dict:
           "max_steps": args.max_steps, "slow_seconds": args.slow_seconds}
   command = [sys.executable, "-m", "benchmarks.torch_models", json.dumps(spec)]
   try:
-    done = subprocess.run(command, capture_output=True, text=True,
+    env = None if args.default_malloc else dict(os.environ, **host_memory.ENVIRONMENT)
+    done = subprocess.run(command, capture_output=True, text=True, env=env,
                           timeout=args.torch_timeout, check=False)
   except subprocess.TimeoutExpired:
     return {"skipped": f"over {args.torch_timeout} s"}
@@ -383,20 +399,26 @@ def parse_args(argv=None):
   p.add_argument("--max_steps", type=int, default=50)
   p.add_argument("--torch_timeout", type=float, default=300.0,
                  help="seconds allowed for one PyTorch case")
+  p.add_argument("--default_malloc", action="store_true",
+                 help="leave glibc malloc as it is on both sides, instead of setting "
+                      "both to keep freed memory (irnn_jax/host_memory.py)")
   return p.parse_args(argv)
 
 
 def main(argv=None):
   args = parse_args(argv)
   start = time.time()
+  malloc = "glibc default"
+  if not args.default_malloc and host_memory.keep_freed_memory():  # Before JAX starts.
+    malloc = "keep freed memory (both sides)"
   have_torch = importlib.util.find_spec("torch") is not None
   if not have_torch:
     print(NO_TORCH, flush=True)
-  info = machine()
+  info = dict(machine(), malloc=malloc)
   print(f"device {info['device']} ({info['device_kind']}), {info['cpu_count']} CPUs, "
-        f"load average {info['load_average'][0]:.1f}", flush=True)
-  projection = matmul_rate(784 * 32, 128, 128)
-  square = matmul_rate(2048, 2048, 2048)
+        f"load average {info['load_average'][0]:.1f}, malloc: {malloc}", flush=True)
+  projection = matmul_rate(784 * 32, 128)
+  square = matmul_rate(2048, 2048)
   print(f"matmul float32: projection [25088,128]x[128,128] {projection:.1f} GFLOP/s "
         f"(used for % matmul), square 2048^3 {square:.1f} GFLOP/s", flush=True)
 
