@@ -18,7 +18,7 @@ import sys
 
 # mallopt parameters (glibc malloc.h) and the values we set.
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-_NEVER_TRIM = 2**31 - 1  # Bytes: the largest value mallopt takes.
+_NEVER_TRIM = -1  # mallopt: -1 turns trimming off.
 SETTINGS = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _NEVER_TRIM))
 
 # The same settings as environment variables, read by glibc when a process
