@@ -73,9 +73,9 @@ def _u_init(spec: CellSpec):
 
 def _flat_matmul(x, kernel):
   """x[..., D] @ kernel[D, F] as one 2-D product over all leading positions.
-  On CPU, XLA differentiates the 2-D form into faster products: for a 3-D x it
-  computed the kernel gradient from a transposed copy of the output gradient,
-  at a third of the matrix-product rate."""
+  On CPU, XLA differentiates the 2-D form better: for a 3-D x it computed the
+  kernel gradient from a transposed copy of the output gradient (IndRNN 6x128
+  step 101-111 ms, against 86-94 ms in 2-D)."""
   flat = x.reshape(-1, x.shape[-1]) @ kernel
   return flat.reshape(*x.shape[:-1], kernel.shape[-1])
 
