@@ -265,8 +265,8 @@ def run_torch(case: Case, config, args) -> dict:
           "device": "cuda" if on_gpu else "cpu", "min_seconds": args.min_seconds,
           "max_steps": args.max_steps, "slow_seconds": args.slow_seconds}
   command = [sys.executable, "-m", "benchmarks.torch_models", json.dumps(spec)]
+  env = None if args.default_malloc else dict(os.environ, **host_memory.ENVIRONMENT)
   try:
-    env = None if args.default_malloc else dict(os.environ, **host_memory.ENVIRONMENT)
     done = subprocess.run(command, capture_output=True, text=True, env=env,
                           timeout=args.torch_timeout, check=False)
   except subprocess.TimeoutExpired:
@@ -408,9 +408,9 @@ def parse_args(argv=None):
 def main(argv=None):
   args = parse_args(argv)
   start = time.time()
-  malloc = "glibc default"
-  if not args.default_malloc and host_memory.keep_freed_memory():  # Before JAX starts.
-    malloc = "keep freed memory (both sides)"
+  kept = not args.default_malloc and host_memory.keep_freed_memory()  # Before JAX starts.
+  args.default_malloc = not kept  # The PyTorch children follow this process.
+  malloc = "keep freed memory (both sides)" if kept else "glibc default"
   have_torch = importlib.util.find_spec("torch") is not None
   if not have_torch:
     print(NO_TORCH, flush=True)
