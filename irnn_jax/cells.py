@@ -1,9 +1,11 @@
 """Recurrent cells as Flax modules.
 
 A cell has two halves, so that layers can put batch norm between them:
-  `project(x[T, B, D]) -> z[T, B, G*H]`: one matrix product for all steps;
-  `recur(z, state) -> (h[T, B, H], final_state)`: the `lax.scan` time loop.
-`cell(x, state)` runs both.
+  `project(x[T, B, D]) -> (z[T, B, G*H], bias[G*H])`: one matrix product for
+      all steps, and the bias still to add;
+  `recur(z, state, bias) -> (h[T, B, H], final_state, sums)`: the time loop,
+      which adds the bias (IndRNN, IRNN, tanh RNN: inside the loop).
+`cell(x, state)` runs both and returns (h, final_state).
 """
 
 import dataclasses
@@ -81,9 +83,11 @@ def _flat_matmul(x, kernel):
 
 
 class InputProjection(nn.Module):
-  """x[..., D] @ kernel[D, F] + bias. Given (scale[D], shift[D]) it computes
-  (x * scale + shift) @ kernel + bias as x @ (scale-scaled rows of kernel) plus
-  a constant, so the affine-mapped x is never written out."""
+  """x[..., D] @ kernel[D, F] + bias, returned as its two terms (product,
+  bias[F]) so that a recurrence can add the bias inside its loop. Given
+  (scale[D], shift[D]) it computes (x * scale + shift) @ kernel + bias as
+  x @ (scale-scaled rows of kernel) plus a constant, so the affine-mapped x is
+  never written out."""
   features: int
   kernel_init: Any
   bias_init: Any
@@ -93,8 +97,8 @@ class InputProjection(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
     bias = self.param("bias", self.bias_init, (self.features,))
     if scale is None:
-      return _flat_matmul(x, kernel) + bias
-    return _flat_matmul(x, scale[:, None] * kernel) + (shift @ kernel + bias)
+      return _flat_matmul(x, kernel), bias
+    return _flat_matmul(x, scale[:, None] * kernel), shift @ kernel + bias
 
 
 class RecurrentCell(nn.Module):
@@ -127,24 +131,31 @@ class RecurrentCell(nn.Module):
     return (zeros, zeros) if self.spec.kind == "lstm" else zeros
 
   def project(self, x, scale=None, shift=None):
-    """x[T, B, D] -> z[T, B, G*H], all time steps in one matrix product; with
-    (scale, shift) the input is x * scale + shift (see InputProjection)."""
+    """x[T, B, D] -> (z[T, B, G*H], bias[G*H]): the input projection of all
+    time steps in one matrix product, z + bias; with (scale, shift) the input
+    is x * scale + shift (see InputProjection)."""
     return self.input_projection(x, scale, shift)
 
-  def recur(self, z, state=None):
-    """z[T, B, G*H] -> (h[T, B, H], final state)."""
+  def recur(self, z, state=None, bias=None, moments: bool = False):
+    """z[T, B, G*H] (+ bias[G*H]) -> (h[T, B, H], final state, sums).
+
+    With `moments`, IndRNN, IRNN and tanh RNN return sums = (sum of h, sum of
+    h^2) over time and batch, taken inside the loop; else sums is ()."""
     if state is None:
       state = self.initial_state(z.shape[1], z.dtype)
     kind, unroll, remat = self.spec.kind, self.spec.unroll, self.spec.remat
     if kind == "indrnn":
-      return recurrences.elementwise_scan(z, self.u, state, self.activation_name, unroll)
+      return recurrences.elementwise_scan(z, self.u, state, self.activation_name,
+                                          unroll, bias, moments)
     if kind in ("irnn", "rnn"):
       return recurrences.dense_scan(z, self.recurrent_kernel, state,
-                                    self.activation_name, unroll)
+                                    self.activation_name, unroll, bias, moments)
+    z = z if bias is None else z + bias
     if kind == "lstm":
-      return recurrences.lstm_scan(z, self.recurrent_kernel, state, unroll, remat)
-    return recurrences.gru_scan(z, self.recurrent_kernel, self.recurrent_bias_n,
-                                state, unroll, remat)
+      return (*recurrences.lstm_scan(z, self.recurrent_kernel, state, unroll, remat), ())
+    return (*recurrences.gru_scan(z, self.recurrent_kernel, self.recurrent_bias_n,
+                                  state, unroll, remat), ())
 
   def __call__(self, x, state=None):
-    return self.recur(self.project(x), state)
+    z, bias = self.project(x)
+    return self.recur(z, state, bias)[:2]

@@ -65,7 +65,9 @@ class SequenceBatchNorm(nn.Module):
   epsilon: float = 1e-5
 
   @nn.compact
-  def affine(self, x, *, train: bool):
+  def affine(self, x, *, train: bool, sums=()):
+    """(scale, shift); in training from this batch's statistics, taken from
+    `sums` = (sum of x, sum of x^2) over all but the last axis when given."""
     features = x.shape[-1]
     mean_stat = self.variable("batch_stats", "mean", jnp.zeros, (features,))
     var_stat = self.variable("batch_stats", "var", jnp.ones, (features,))
@@ -73,16 +75,18 @@ class SequenceBatchNorm(nn.Module):
     beta = self.param("bias", nn.initializers.zeros, (features,))
     if train:
       axes = tuple(range(x.ndim - 1))
-      mean = x.mean(axis=axes)
-      var = jnp.maximum(jnp.square(x).mean(axis=axes) - jnp.square(mean), 0.0)
+      total, total_sq = sums or (x.sum(axis=axes), jnp.square(x).sum(axis=axes))
+      count = x.size // features
+      mean = total / count
+      var = jnp.maximum(total_sq / count - jnp.square(mean), 0.0)
       _track_running_stats(self, mean_stat, var_stat, mean, var)
     else:
       mean, var = mean_stat.value, var_stat.value
     scale = gamma * jax.lax.rsqrt(var + self.epsilon)
     return scale, beta - mean * scale
 
-  def __call__(self, x, *, train: bool):
-    scale, shift = self.affine(x, train=train)
+  def __call__(self, x, *, train: bool, sums=()):
+    scale, shift = self.affine(x, train=train, sums=sums)
     return x * scale + shift
 
 
@@ -129,22 +133,30 @@ class RecurrentLayer(nn.Module):
       raise ValueError("defer_norm needs norm='sequence', norm_position='post' and no dropout")
     x, x_scale, x_shift = x if isinstance(x, PendingNorm) else (x, None, None)
     directions = ("forward", "backward") if self.bidirectional else ("forward",)
-    outputs, finals = [], []
+    pre_norm = self.norm != "none" and self.norm_position == "pre"
+    # Batch norm over the sequence after the layer: its statistics are summed
+    # inside the time loop where the cell can (no pass over h after it).
+    loop_sums = train and self.norm == "sequence" and self.norm_position == "post"
+    outputs, finals, sums = [], [], []
     for i, direction in enumerate(directions):
       cell = RecurrentCell(self.spec, name=direction)
       reverse = direction == "backward"
-      z = cell.project(x[::-1] if reverse else x, x_scale, x_shift)
-      if self.norm != "none" and self.norm_position == "pre":
-        z = batch_norm(self.norm, f"{direction}_norm")(z, train=train)
-      h, final = cell.recur(z, None if states is None else states[i])
+      z, bias = cell.project(x[::-1] if reverse else x, x_scale, x_shift)
+      if pre_norm:
+        z, bias = batch_norm(self.norm, f"{direction}_norm")(z + bias, train=train), None
+      h, final, direction_sums = cell.recur(z, None if states is None else states[i],
+                                            bias, moments=loop_sums)
       outputs.append(h[::-1] if reverse else h)
       finals.append(final)
+      sums.append(direction_sums)
     h = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
+    sums = tuple(map(jnp.concatenate, zip(*sums))) if all(sums) else ()
     if self.norm != "none" and self.norm_position == "post":
       norm = batch_norm(self.norm, "norm")
+      kwargs = {"sums": sums} if self.norm == "sequence" else {}
       if defer_norm:
-        return PendingNorm(h, *norm.affine(h, train=train)), tuple(finals)
-      h = norm(h, train=train)
+        return PendingNorm(h, *norm.affine(h, train=train, **kwargs)), tuple(finals)
+      h = norm(h, train=train, **kwargs)
     if self.dropout > 0:
       h = nn.Dropout(self.dropout, broadcast_dims=(0,))(h, deterministic=not train)
     return h, tuple(finals)

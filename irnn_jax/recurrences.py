@@ -2,7 +2,9 @@
 
 Every function takes the input projection of all time steps, already computed
 (`z[T, B, G*H]`, one matrix product outside the loop), plus the recurrent
-parameters and an initial state, and returns `(h[T, B, H], final_state)`.
+parameters and an initial state, and returns `(h[T, B, H], final_state)`; the
+IndRNN, IRNN and tanh-RNN ones also add the projection's bias inside the loop
+and can return batch-norm sums, so neither costs a pass over [T, B, H].
 """
 
 import jax
@@ -35,17 +37,53 @@ def _check_activation(activation: str):
 
 
 def _hand_differentiated(forward, backward):
-  """forward(z, weights, h0, activation, unroll) -> hs as a `jax.custom_vjp`
-  whose only residuals are (hs, weights, h0), differentiated by
-  backward(activation, unroll, residuals, dhs) -> (dz, dweights, dh0)."""
-  recurrence = jax.custom_vjp(forward, nondiff_argnums=(3, 4))
+  """forward(z, weights, bias, h0, activation, unroll, moments) -> (hs, sums)
+  as a `jax.custom_vjp` whose only residuals are (hs, weights, h0),
+  differentiated by backward(activation, unroll, moments, residuals,
+  (dhs, dsums)) -> (dz, dweights, dbias, dh0)."""
+  recurrence = jax.custom_vjp(forward, nondiff_argnums=(4, 5, 6))
 
-  def forward_keeping_h(z, weights, h0, activation, unroll):
-    hs = forward(z, weights, h0, activation, unroll)
-    return hs, (hs, weights, h0)  # The outputs are the only activations kept.
+  def forward_keeping_h(z, weights, bias, h0, activation, unroll, moments):
+    hs, sums = forward(z, weights, bias, h0, activation, unroll, moments)
+    return (hs, sums), (hs, weights, h0)  # The outputs are the only activations kept.
 
   recurrence.defvjp(forward_keeping_h, backward)
   return recurrence
+
+
+def _sums_of_rows(h, sums):
+  """Adds h and h * h to the running (sum of h, sum of h^2) rows, if kept."""
+  return (sums[0] + h, sums[1] + h * h) if sums else sums
+
+
+def _forward_loop(z, h0, step, unroll: int, moments: bool):
+  """hs[t] = step(z_t, hs[t-1]) for t = 0, ..., T-1, from hs[-1] = h0.
+  Returns (hs[T, B, H], sums): sums is (sum of h, sum of h^2) over time and
+  batch, each [H], when `moments`, else ().
+
+  Not unrolled, h_t is written over z_t in z's own buffer and the next step
+  reads it back from there: no zero-filled output buffer is made, and XLA
+  computes h_t once. (Carrying the new h_t itself, XLA computes it twice, in
+  the buffer write and in the carry; the carry then reads z_t after the write,
+  so XLA copies the whole buffer every step.) Unrolled, a plain lax.scan."""
+  sums = (jnp.zeros_like(h0), jnp.zeros_like(h0)) if moments else ()
+  if unroll == 1:
+    def body(t, state):
+      h, buffer, sums = state
+      z_t = jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
+      buffer = jax.lax.dynamic_update_index_in_dim(buffer, step(z_t, h), t, 0)
+      h = jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
+      return h, buffer, _sums_of_rows(h, sums)
+
+    _, hs, sums = jax.lax.fori_loop(0, z.shape[0], body, (h0, z, sums))
+  else:
+    def scan_step(carry, z_t):
+      h, sums = carry
+      h = step(z_t, h)
+      return (h, _sums_of_rows(h, sums)), h
+
+    (_, sums), hs = jax.lax.scan(scan_step, (h0, sums), z, unroll=unroll)
+  return hs, tuple(s.sum(axis=0) for s in sums)
 
 
 def _reverse_loop(hs, dhs, carry, dz_step, unroll: int):
@@ -70,105 +108,132 @@ def _reverse_loop(hs, dhs, carry, dz_step, unroll: int):
   return dzs, carry
 
 
-def _elementwise_forward(z, u, h0, activation: str, unroll: int):
+def _plus_sums_gradient(dh_t, h_t, dsums):
+  """dh_t plus the gradient that reaches h_t through (sum of h, sum of h^2)."""
+  if not dsums:
+    return dh_t
+  d_total, d_total_sq = dsums
+  return dh_t + d_total + 2.0 * d_total_sq * h_t
+
+
+def _elementwise_forward(z, u, bias, h0, activation: str, unroll: int, moments: bool):
   act = ACTIVATIONS[activation][0]
-
-  def step(h, z_t):
-    h = act(z_t + u * h)
-    return h, h
-
-  return _scan(step, h0, z, unroll)[1]
+  return _forward_loop(z, h0, lambda z_t, h: act(z_t + bias + u * h), unroll, moments)
 
 
-def _elementwise_bwd(activation, unroll, residuals, dhs):
+def _elementwise_bwd(activation, unroll, moments, residuals, cotangents):
   """Reverse pass: dz_t = act'(h_t) * (dh_t + u * dz_{t+1}), one elementwise
-  loop that also accumulates du = sum_t dz_t * h_{t-1} over the batch rows, so
-  no shifted copy of h is made; dh0 = u * dz_0."""
+  loop that also accumulates du = sum_t dz_t * h_{t-1} and dbias = sum_t dz_t
+  over the batch rows, so no shifted copy of h is made; dh0 = u * dz_0."""
+  del moments
   hs, u, h0 = residuals
+  dhs, dsums = cotangents
   derivative = ACTIVATIONS[activation][1]
 
   def dz_step(t, h_t, dh_t, carry):
-    dz_next, du_rows = carry
+    dz_next, du_rows, dbias_rows = carry
     h_prev = jnp.where(t == 0, h0, jax.lax.dynamic_index_in_dim(
         hs, jnp.maximum(t - 1, 0), keepdims=False))
-    dz_t = (dh_t + u * dz_next) * derivative(h_t)
-    return dz_t, (dz_t, du_rows + dz_t * h_prev)
+    dz_t = (_plus_sums_gradient(dh_t, h_t, dsums) + u * dz_next) * derivative(h_t)
+    return dz_t, (dz_t, du_rows + dz_t * h_prev, dbias_rows + dz_t)
 
   zeros = jnp.zeros_like(h0)
-  dzs, (dz_0, du_rows) = _reverse_loop(hs, dhs, (zeros, zeros), dz_step, unroll)
-  return dzs, du_rows.sum(axis=0), u * dz_0
+  dzs, (dz_0, du_rows, dbias_rows) = _reverse_loop(hs, dhs, (zeros,) * 3, dz_step, unroll)
+  return dzs, du_rows.sum(axis=0), dbias_rows.sum(axis=0), u * dz_0
 
 
 _elementwise_recurrence = _hand_differentiated(_elementwise_forward, _elementwise_bwd)
 
 
-def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
-                     unroll: int = 1) -> tuple[Array, Array]:
-  """IndRNN recurrence h_t = act(z_t + u * h_{t-1}); u has shape [H].
+def _bias_or_zeros(bias, h0):
+  return jnp.zeros(h0.shape[-1], h0.dtype) if bias is None else bias
 
-  Differentiated by a hand-written reverse loop; only h is stored.
+
+def _scan_reference(step, z, h0, unroll: int, moments: bool):
+  """hs[t] = step(z_t, hs[t-1]) as a plain lax.scan, with the sums taken
+  afterwards: what the hand-written passes are tested against."""
+  hs = jax.lax.scan(lambda h, z_t: (step(z_t, h),) * 2, h0, z, unroll=unroll)[1]
+  sums = (hs.sum(axis=(0, 1)), jnp.square(hs).sum(axis=(0, 1))) if moments else ()
+  return hs, hs[-1], sums
+
+
+def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
+                     unroll: int = 1, bias: Array | None = None,
+                     moments: bool = False) -> tuple[Array, Array, tuple]:
+  """IndRNN recurrence h_t = act(z_t + bias + u * h_{t-1}); u, bias have shape [H].
+
+  Returns (hs, h_{T-1}, sums): sums is (sum of h, sum of h^2) over time and
+  batch, accumulated inside the loop, when `moments` (batch norm statistics
+  without another pass over hs), else (). Differentiated by a hand-written
+  reverse loop; only h is stored.
   """
   _check_activation(activation)
-  hs = _elementwise_recurrence(z, u, h0, activation, unroll)
-  return hs, hs[-1]
+  hs, sums = _elementwise_recurrence(z, u, _bias_or_zeros(bias, h0), h0, activation,
+                                     unroll, moments)
+  return hs, hs[-1], sums
 
 
 def elementwise_scan_autodiff(z: Array, u: Array, h0: Array, activation: str = "relu",
-                              unroll: int = 1) -> tuple[Array, Array]:
-  """The same recurrence differentiated by JAX's own scan transpose (reference)."""
-  hs = _elementwise_forward(z, u, h0, activation, unroll)
-  return hs, hs[-1]
+                              unroll: int = 1, bias: Array | None = None,
+                              moments: bool = False) -> tuple[Array, Array, tuple]:
+  """The same recurrence as a lax.scan differentiated by JAX (reference)."""
+  act, bias = ACTIVATIONS[activation][0], _bias_or_zeros(bias, h0)
+  return _scan_reference(lambda z_t, h: act(z_t + bias + u * h), z, h0, unroll, moments)
 
 
-def _dense_forward(z, w_h, h0, activation: str, unroll: int):
+def _dense_forward(z, w_h, bias, h0, activation: str, unroll: int, moments: bool):
   act = ACTIVATIONS[activation][0]
-
-  def step(h, z_t):
-    h = act(z_t + h @ w_h)
-    return h, h
-
-  return _scan(step, h0, z, unroll)[1]
+  return _forward_loop(z, h0, lambda z_t, h: act(z_t + bias + h @ w_h), unroll, moments)
 
 
-def _dense_bwd(activation, unroll, residuals, dhs):
+def _dense_bwd(activation, unroll, moments, residuals, cotangents):
   """Reverse pass: dz_t = act'(h_t) * (dh_t + dz_{t+1} @ W_h^T), the only
-  product left in the loop; dW_h = sum_t h_{t-1}^T dz_t is one matrix product
-  over all steps after it, and dh0 = dz_0 @ W_h^T."""
+  product left in the loop, which also accumulates dbias; dW_h = sum_t
+  h_{t-1}^T dz_t is one matrix product over all steps after it, and
+  dh0 = dz_0 @ W_h^T."""
+  del moments
   hs, w_h, h0 = residuals
+  dhs, dsums = cotangents
   derivative = ACTIVATIONS[activation][1]
   w_t = w_h.T
 
-  def dz_step(t, h_t, dh_t, dz_next_w):
+  def dz_step(t, h_t, dh_t, carry):
     del t
-    dz_t = (dh_t + dz_next_w) * derivative(h_t)
-    return dz_t, dz_t @ w_t
+    dz_next_w, dbias_rows = carry
+    dz_t = (_plus_sums_gradient(dh_t, h_t, dsums) + dz_next_w) * derivative(h_t)
+    return dz_t, (dz_t @ w_t, dbias_rows + dz_t)
 
-  dzs, dh0 = _reverse_loop(hs, dhs, jnp.zeros_like(h0), dz_step, unroll)
+  zeros = jnp.zeros_like(h0)
+  dzs, (dh0, dbias_rows) = _reverse_loop(hs, dhs, (zeros, zeros), dz_step, unroll)
   h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
   hidden = hs.shape[-1]
   dw = h_prev.reshape(-1, hidden).T @ dzs.reshape(-1, hidden)
-  return dzs, dw, dh0
+  return dzs, dw, dbias_rows.sum(axis=0), dh0
 
 
 _dense_recurrence = _hand_differentiated(_dense_forward, _dense_bwd)
 
 
 def dense_scan(z: Array, w_h: Array, h0: Array, activation: str = "relu",
-               unroll: int = 1) -> tuple[Array, Array]:
-  """Full-matrix recurrence h_t = act(z_t + h_{t-1} @ W_h) (IRNN, tanh RNN).
+               unroll: int = 1, bias: Array | None = None,
+               moments: bool = False) -> tuple[Array, Array, tuple]:
+  """Full-matrix recurrence h_t = act(z_t + bias + h_{t-1} @ W_h) (IRNN, tanh RNN).
 
-  Differentiated by a hand-written reverse loop; only h is stored.
+  Returns (hs, h_{T-1}, sums) as `elementwise_scan`. Differentiated by a
+  hand-written reverse loop; only h is stored.
   """
   _check_activation(activation)
-  hs = _dense_recurrence(z, w_h, h0, activation, unroll)
-  return hs, hs[-1]
+  hs, sums = _dense_recurrence(z, w_h, _bias_or_zeros(bias, h0), h0, activation,
+                               unroll, moments)
+  return hs, hs[-1], sums
 
 
 def dense_scan_autodiff(z: Array, w_h: Array, h0: Array, activation: str = "relu",
-                        unroll: int = 1) -> tuple[Array, Array]:
-  """The same recurrence differentiated by JAX's own scan transpose (reference)."""
-  hs = _dense_forward(z, w_h, h0, activation, unroll)
-  return hs, hs[-1]
+                        unroll: int = 1, bias: Array | None = None,
+                        moments: bool = False) -> tuple[Array, Array, tuple]:
+  """The same recurrence as a lax.scan differentiated by JAX (reference)."""
+  act, bias = ACTIVATIONS[activation][0], _bias_or_zeros(bias, h0)
+  return _scan_reference(lambda z_t, h: act(z_t + bias + h @ w_h), z, h0, unroll, moments)
 
 
 def lstm_scan(z: Array, w_h: Array, state: tuple[Array, Array], unroll: int = 1,

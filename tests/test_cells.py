@@ -101,9 +101,11 @@ def test_gradients_match_finite_differences(kind):
 @pytest.mark.parametrize("activation", ["relu", "tanh", "identity", "leaky_relu"])
 @pytest.mark.parametrize("recurrence, unroll", [("elementwise", 1), ("dense", 1),
                                                ("elementwise", 3), ("dense", 3)])
-def test_custom_backward_matches_autodiff(recurrence, unroll, activation):
-  """IndRNN's (u[H]) and IRNN / tanh RNN's (W_h[H, H]) hand-written backward
-  passes give JAX's own scan gradients."""
+@pytest.mark.parametrize("moments", [False, True])
+def test_custom_backward_matches_autodiff(recurrence, unroll, activation, moments):
+  """IndRNN's (u[H]) and IRNN / tanh RNN's (W_h[H, H]) hand-written loops (h
+  written over z, bias added inside the loop, batch-norm sums taken inside it)
+  give the outputs and gradients of a plain lax.scan differentiated by JAX."""
   from irnn_jax import recurrences
   rng = np.random.default_rng(4)
   z = jnp.asarray(rng.normal(size=(20, 3, 4)), jnp.float32)
@@ -113,16 +115,25 @@ def test_custom_backward_matches_autodiff(recurrence, unroll, activation):
   else:
     weights = jnp.asarray(rng.normal(scale=0.5, size=(4, 4)), jnp.float32)
     h0 = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
+  bias = jnp.asarray(rng.normal(scale=0.3, size=4), jnp.float32)
   cotangent = jnp.asarray(rng.normal(size=(20, 3, 4)), jnp.float32)
+  sums_weights = jnp.asarray(rng.normal(size=(2, 4)), jnp.float32)
   fast = getattr(recurrences, f"{recurrence}_scan")
   slow = getattr(recurrences, f"{recurrence}_scan_autodiff")
 
-  def loss(fn, z, weights, h0):
-    hs, last = fn(z, weights, h0, activation, unroll)
-    return jnp.sum(hs * cotangent) + jnp.sum(last ** 2)
+  def loss(fn, z, weights, bias, h0):
+    hs, last, sums = fn(z, weights, h0, activation, unroll, bias, moments)
+    sums_term = sum(jnp.sum(s * w) for s, w in zip(sums, sums_weights))
+    return jnp.sum(hs * cotangent) + jnp.sum(last ** 2) + sums_term, (hs, sums)
 
-  grads = [jax.grad(lambda *a, fn=fn: loss(fn, *a), argnums=(0, 1, 2))(z, weights, h0)
-           for fn in (fast, slow)]
-  for a, b in zip(*grads):
+  results = [jax.jit(jax.value_and_grad(lambda *a, fn=fn: loss(fn, *a), argnums=(0, 1, 2, 3),
+                                        has_aux=True))(z, weights, bias, h0)
+             for fn in (fast, slow)]
+  (_, (hs_fast, sums_fast)), grads_fast = results[0]
+  (_, (hs_slow, sums_slow)), grads_slow = results[1]
+  np.testing.assert_allclose(hs_fast, hs_slow, rtol=1e-5, atol=1e-5)
+  assert len(sums_fast) == len(sums_slow) == (2 if moments else 0)
+  for a, b in zip(sums_fast, sums_slow):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  for a, b in zip(grads_fast, grads_slow):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
-

@@ -126,9 +126,9 @@ def test_input_projection_folds_an_affine_input():
   shift = np.random.default_rng(2).normal(size=3).astype(np.float32)
   proj = InputProjection(4, jax.nn.initializers.normal(1.0), jax.nn.initializers.normal(1.0))
   params = proj.init(jax.random.PRNGKey(0), x)["params"]
-  folded = proj.apply({"params": params}, x, scale, shift)
+  product, bias = proj.apply({"params": params}, x, scale, shift)
   expected = (x * scale + shift) @ np.asarray(params["kernel"]) + np.asarray(params["bias"])
-  np.testing.assert_allclose(np.asarray(folded), expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(product + bias), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("readout, bidirectional", [("last", False), ("all", False),
