@@ -1,5 +1,7 @@
 """Each cell's scan against a plain Python loop, and gradients against finite differences."""
 
+import re
+
 import jax
 from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
@@ -137,3 +139,24 @@ def test_custom_backward_matches_autodiff(recurrence, unroll, activation, moment
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
   for a, b in zip(grads_fast, grads_slow):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("recurrence", ["elementwise", "dense"])
+def test_loops_update_their_buffers_in_place(recurrence):
+  """Forward (h over z) and reverse (dz over dh) loops must not make XLA copy
+  the whole [T, B, H] buffer: a copy inside a loop costs a full copy per step."""
+  from irnn_jax import recurrences
+  steps, batch, hidden = 16, 3, 5
+  z = jnp.ones((steps, batch, hidden), jnp.float32)
+  weights = jnp.full(hidden, 0.5) if recurrence == "elementwise" else 0.5 * jnp.eye(hidden)
+  h0, bias = jnp.zeros((batch, hidden)), jnp.full(hidden, 0.1)
+  scan = getattr(recurrences, f"{recurrence}_scan")
+
+  def loss(z, weights):  # z * 2 and sin(hs) make both loops' buffers temporaries.
+    hs, _, sums = scan(z * 2.0, weights, h0, "relu", 1, bias, True)
+    return jnp.sum(jnp.sin(hs)) + jnp.sum(sums[1])
+
+  for fn in (loss, jax.grad(loss, argnums=(0, 1))):
+    hlo = jax.jit(fn).lower(z, weights).compile().as_text()
+    copies = re.findall(rf"f32\[{steps},{batch},{hidden}\]\S* copy\(", hlo)
+    assert not copies, f"{len(copies)} copies of the [T, B, H] buffer"

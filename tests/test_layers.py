@@ -17,17 +17,20 @@ def _x(shape=(7, 4, 3), seed=0):
   return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
-def _cell_output(params, x):
-  return np.asarray(RecurrentCell(SPEC).apply({"params": params}, x)[0])
+def _cell_output(params, x, spec=SPEC):
+  return np.asarray(RecurrentCell(spec).apply({"params": params}, x)[0])
 
 
-@pytest.mark.parametrize("mode", ["sequence", "per_step"])
-def test_post_batch_norm_statistics(mode):
+@pytest.mark.parametrize("mode, kind", [("sequence", "indrnn"), ("sequence", "irnn"),
+                                        ("sequence", "lstm"), ("per_step", "indrnn")])
+def test_post_batch_norm_statistics(mode, kind):
+  """IndRNN and IRNN sum the statistics inside their loops; LSTM's come from h."""
   x = _x()
-  layer = RecurrentLayer(SPEC, norm=mode, norm_position="post")
+  spec = dataclasses.replace(SPEC, kind=kind)
+  layer = RecurrentLayer(spec, norm=mode, norm_position="post")
   variables = layer.init(jax.random.PRNGKey(0), x, train=False)
   (y, _), updated = layer.apply(variables, x, train=True, mutable=["batch_stats"])
-  h = _cell_output(variables["params"]["forward"], x)
+  h = _cell_output(variables["params"]["forward"], x, spec)
   axes = (0, 1) if mode == "sequence" else (1,)
   mean, var = h.mean(axis=axes, keepdims=True), h.var(axis=axes, keepdims=True)
   np.testing.assert_allclose(np.asarray(y), (h - mean) / np.sqrt(var + 1e-5), atol=1e-4)
