@@ -5,7 +5,7 @@
 Times the jitted training step exactly as `benchmarks.throughput` builds it;
 the same step with each batch norm written out by its layer instead of folded
 into the next layer's kernel; the step with one part taken out (batch norm;
-the recurrence loop, replaced by the elementwise relu(z + u/2)); then one
+the recurrence loop, replaced by the elementwise relu(z + b + u/2)); then one
 layer's scan alone at several unroll factors; and the IRNN 1 x 100 step with
 its hand-written backward and with JAX's own. Best of 3 repeats; run it on an
 idle machine. glibc malloc keeps freed memory, as in training.
