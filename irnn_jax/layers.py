@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from irnn_jax import recurrences
 from irnn_jax.cells import CellSpec, RecurrentCell
 
 NORMS = ("none", "sequence", "per_step")
@@ -74,8 +75,7 @@ class SequenceBatchNorm(nn.Module):
     gamma = self.param("scale", nn.initializers.ones, (features,))
     beta = self.param("bias", nn.initializers.zeros, (features,))
     if train:
-      axes = tuple(range(x.ndim - 1))
-      total, total_sq = sums or (x.sum(axis=axes), jnp.square(x).sum(axis=axes))
+      total, total_sq = sums or recurrences.sequence_sums(x)
       count = x.size // features
       mean = total / count
       var = jnp.maximum(total_sq / count - jnp.square(mean), 0.0)
@@ -153,7 +153,7 @@ class RecurrentLayer(nn.Module):
     sums = tuple(map(jnp.concatenate, zip(*sums))) if all(sums) else ()
     if self.norm != "none" and self.norm_position == "post":
       norm = batch_norm(self.norm, "norm")
-      kwargs = {"sums": sums} if self.norm == "sequence" else {}
+      kwargs = {"sums": sums} if sums else {}  # Only a sequence norm takes them.
       if defer_norm:
         return PendingNorm(h, *norm.affine(h, train=train, **kwargs)), tuple(finals)
       h = norm(h, train=train, **kwargs)

@@ -51,6 +51,13 @@ def _hand_differentiated(forward, backward):
   return recurrence
 
 
+def sequence_sums(x: Array) -> tuple[Array, Array]:
+  """(sum of x, sum of x^2) over all axes but the last: batch-norm statistics
+  of a whole sequence, as the loops below accumulate them."""
+  axes = tuple(range(x.ndim - 1))
+  return x.sum(axis=axes), jnp.square(x).sum(axis=axes)
+
+
 def _sums_of_rows(h, sums):
   """Adds h and h * h to the running (sum of h, sum of h^2) rows, if kept."""
   return (sums[0] + h, sums[1] + h * h) if sums else sums
@@ -82,7 +89,7 @@ def _forward_loop(z, h0, step, unroll: int, moments: bool):
       h = step(z_t, h)
       return (h, _sums_of_rows(h, sums)), h
 
-    (_, sums), hs = jax.lax.scan(scan_step, (h0, sums), z, unroll=unroll)
+    (_, sums), hs = _scan(scan_step, (h0, sums), z, unroll)
   return hs, tuple(s.sum(axis=0) for s in sums)
 
 
@@ -153,8 +160,7 @@ def _scan_reference(step, z, h0, unroll: int, moments: bool):
   """hs[t] = step(z_t, hs[t-1]) as a plain lax.scan, with the sums taken
   afterwards: what the hand-written passes are tested against."""
   hs = jax.lax.scan(lambda h, z_t: (step(z_t, h),) * 2, h0, z, unroll=unroll)[1]
-  sums = (hs.sum(axis=(0, 1)), jnp.square(hs).sum(axis=(0, 1))) if moments else ()
-  return hs, hs[-1], sums
+  return hs, hs[-1], sequence_sums(hs) if moments else ()
 
 
 def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
