@@ -126,8 +126,10 @@ class RecurrentCell(nn.Module):
   def activation_name(self) -> str:
     return self.spec.activation or DEFAULT_ACTIVATION.get(self.spec.kind, "tanh")
 
-  def initial_state(self, batch_size: int, dtype=jnp.float32) -> Any:
-    zeros = jnp.zeros((batch_size, self.spec.hidden_size), dtype)
+  def initial_state(self, z) -> Any:
+    """Zeros [B, H] for the projection z[T, B, G*H], made from z so that they
+    live where z does (on each device's rows in a per-device map)."""
+    zeros = jnp.zeros_like(z[0, :, :self.spec.hidden_size])
     return (zeros, zeros) if self.spec.kind == "lstm" else zeros
 
   def project(self, x, scale=None, shift=None):
@@ -142,7 +144,7 @@ class RecurrentCell(nn.Module):
     With `moments`, IndRNN, IRNN and tanh RNN return sums = (sum of h, sum of
     h^2) over time and batch, taken inside the loop; else sums is ()."""
     if state is None:
-      state = self.initial_state(z.shape[1], z.dtype)
+      state = self.initial_state(z)
     kind, unroll, remat = self.spec.kind, self.spec.unroll, self.spec.remat
     if kind == "indrnn":
       return recurrences.elementwise_scan(z, self.u, state, self.activation_name,

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from irnn_jax import recurrences
+from irnn_jax import parallel, recurrences
 from irnn_jax.cells import CellSpec, RecurrentCell
 
 NORMS = ("none", "sequence", "per_step")
@@ -20,6 +20,15 @@ def _track_running_stats(module: nn.Module, mean_stat, var_stat, mean, var):
     m = BN_MOMENTUM
     mean_stat.value = m * mean_stat.value + (1 - m) * mean
     var_stat.value = m * var_stat.value + (1 - m) * var
+
+
+def _batch_moments(total, total_sq, count: int):
+  """(mean, variance) from the sums of x and x^2 over `count` values, summed
+  over the devices as well inside the training step's per-device map."""
+  total, total_sq = parallel.sum_over_devices((total, total_sq))
+  count = count * parallel.data_devices()
+  mean = total / count
+  return mean, jnp.maximum(total_sq / count - jnp.square(mean), 0.0)
 
 
 def can_fold_norm(norm: str, norm_position: str, dropout: float) -> bool:
@@ -45,8 +54,7 @@ class PerStepBatchNorm(nn.Module):
       if steps != mean_stat.value.shape[0]:
         raise ValueError(f"per-step batch norm was built for {mean_stat.value.shape[0]}"
                          f" steps, got {steps} in training")
-      mean = x.mean(axis=1)
-      var = x.var(axis=1)
+      mean, var = _batch_moments(x.sum(axis=1), jnp.square(x).sum(axis=1), x.shape[1])
       _track_running_stats(self, mean_stat, var_stat, mean, var)
     else:
       if steps > mean_stat.value.shape[0]:
@@ -76,9 +84,7 @@ class SequenceBatchNorm(nn.Module):
     beta = self.param("bias", nn.initializers.zeros, (features,))
     if train:
       total, total_sq = sums or recurrences.sequence_sums(x)
-      count = x.size // features
-      mean = total / count
-      var = jnp.maximum(total_sq / count - jnp.square(mean), 0.0)
+      mean, var = _batch_moments(total, total_sq, x.size // features)
       _track_running_stats(self, mean_stat, var_stat, mean, var)
     else:
       mean, var = mean_stat.value, var_stat.value

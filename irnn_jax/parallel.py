@@ -1,5 +1,8 @@
-"""Data parallelism with `jax.sharding`: the batch is split over all devices,
-the train state is replicated, and `jit` inserts the gradient all-reduce.
+"""Data parallelism with `jax.sharding`: the batch is split over all devices
+and the train state is replicated. With more than one device the training
+step maps the forward and backward pass over the devices (`shard_map`): each
+device runs its own rows, batch-norm statistics and gradients are summed over
+the devices, and no device needs another's activations.
 
 Several processes (hosts) work the same way after `initialize`: the mesh spans
 the devices of every process, and each process puts only its own rows of each
@@ -16,6 +19,34 @@ DATA_AXIS = "data"
 
 def data_mesh() -> Mesh:
   return Mesh(np.array(jax.devices()), (DATA_AXIS,))
+
+
+def set_cpu_devices(count: int):
+  """Split the CPU into `count` JAX devices (one per core is fastest for the
+  data-parallel step: XLA runs one device's time loops on one core, so one
+  device leaves the other cores idle through the loops). Call before JAX
+  starts its CPU backend; 1 leaves JAX's default."""
+  if count < 1:
+    raise ValueError(f"cpu devices must be at least 1, got {count}")
+  if count > 1:
+    jax.config.update("jax_num_cpu_devices", count)
+
+
+def mapped_over_data() -> bool:
+  """Whether the caller runs inside the per-device map of the training step,
+  where arrays hold only this device's rows of the batch."""
+  mesh = jax.sharding.get_abstract_mesh()
+  return not mesh.empty and DATA_AXIS in mesh.manual_axes
+
+
+def sum_over_devices(tree):
+  """Sum over the devices of the per-device map; unchanged outside it."""
+  return jax.lax.psum(tree, DATA_AXIS) if mapped_over_data() else tree
+
+
+def data_devices() -> int:
+  """How many devices share the batch inside the per-device map (else 1)."""
+  return jax.lax.axis_size(DATA_AXIS) if mapped_over_data() else 1
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

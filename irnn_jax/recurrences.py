@@ -10,6 +10,8 @@ and can return batch-norm sums, so neither costs a pass over [T, B, H].
 import jax
 import jax.numpy as jnp
 
+from irnn_jax import parallel
+
 Array = jax.Array
 
 
@@ -47,7 +49,13 @@ def _hand_differentiated(forward, backward):
     hs, sums = forward(z, weights, bias, h0, activation, unroll, moments)
     return (hs, sums), (hs, weights, h0)  # The outputs are the only activations kept.
 
-  recurrence.defvjp(forward_keeping_h, backward)
+  def backward_summed(activation, unroll, moments, residuals, cotangents):
+    dz, dweights, dbias, dh0 = backward(activation, unroll, moments, residuals, cotangents)
+    # Weights and bias are the same on every device of the training step's
+    # per-device map, so their gradients are summed over the devices.
+    return dz, *parallel.sum_over_devices((dweights, dbias)), dh0
+
+  recurrence.defvjp(forward_keeping_h, backward_summed)
   return recurrence
 
 

@@ -12,6 +12,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from irnn_jax import parallel
 from irnn_jax.cells import CellSpec
 from irnn_jax.layers import BN_MOMENTUM, RecurrentLayer
 
@@ -103,8 +104,9 @@ class ReNetClassifier(nn.Module):
   @nn.compact
   def __call__(self, images, states=None, *, train: bool):
     del states  # No state is carried between batches.
-    bn = lambda name: nn.BatchNorm(use_running_average=not train,
-                                   momentum=BN_MOMENTUM, name=name)
+    axis = parallel.DATA_AXIS if parallel.mapped_over_data() else None
+    bn = lambda name: nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
+                                   axis_name=axis, name=name)
     x = images
     for i, channels in enumerate(self.conv_channels):
       x = nn.Conv(channels, (self.conv_kernel,) * 2, use_bias=False,

@@ -27,6 +27,7 @@ import optax
 from irnn_jax import configlib, data, layers, models, optim, parallel, tasks
 from irnn_jax.checkpoints import Checkpointer
 from irnn_jax.summary import MetricWriter
+from jax.sharding import PartitionSpec
 
 
 @flax.struct.dataclass
@@ -72,27 +73,46 @@ def create_train_state(config, model, tx, sample_inputs,
 
 
 def make_train_step(config, model, tx, task: str, u_min: float, u_max: float,
-                    carry_state: bool = False) -> Callable:
+                    carry_state: bool = False, mesh=None) -> Callable:
   """(state, batch) -> (state, metrics): one optax update, skipped when the
   loss or any gradient is not finite. With `carry_state` the batch starts
   from state.carry and leaves its final states there (no gradient flows
-  between batches; a skipped update restarts them at zero)."""
+  between batches; a skipped update restarts them at zero). On a `mesh` of
+  several devices the forward and backward pass run as a per-device map over
+  the batch rows (`jax.shard_map`); see `parallel`."""
   dropout_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
 
-  def train_step(state: TrainState, batch):
-    rngs = {"dropout": jax.random.fold_in(dropout_key, state.step)}
+  def loss_and_grads(params, batch_stats, carry, batch, rng):
+    """(gradients of the mean loss, metric sums, updated batch-norm statistics,
+    final states). In the per-device map the sums, the statistics and the
+    gradients cover all devices, and each device draws its own dropout masks."""
+    if parallel.mapped_over_data():
+      rng = jax.random.fold_in(rng, jax.lax.axis_index(parallel.DATA_AXIS))
 
     def loss_fn(params):
       (outputs, finals), updated = model.apply(
-          _variables(params, state.batch_stats), batch["inputs"],
-          state.carry if carry_state else None, train=True, rngs=rngs,
+          _variables(params, batch_stats), batch["inputs"],
+          carry if carry_state else None, train=True, rngs={"dropout": rng},
           mutable=["batch_stats"])
       sums = tasks.batch_metrics(task, outputs, batch)
-      return sums["loss"] / sums["count"], (sums, updated.get("batch_stats", {}),
-                                            finals)
+      count = parallel.sum_over_devices(jax.lax.stop_gradient(sums["count"]))
+      return sums["loss"] / count, (sums, updated.get("batch_stats", {}), finals)
 
-    (loss, (sums, batch_stats, finals)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
+    (_, (sums, batch_stats, finals)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(params)
+    return grads, parallel.sum_over_devices(sums), batch_stats, finals
+
+  if mesh is not None and mesh.devices.size > 1:
+    rows, same = PartitionSpec(parallel.DATA_AXIS), PartitionSpec()
+    loss_and_grads = jax.shard_map(loss_and_grads, mesh=mesh,
+                                   in_specs=(same, same, rows, rows, same),
+                                   out_specs=(same, same, same, rows))
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(dropout_key, state.step)
+    grads, sums, batch_stats, finals = loss_and_grads(
+        state.params, state.batch_stats, state.carry, batch, rng)
+    loss = sums["loss"] / sums["count"]
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     lr = optim.base_learning_rate(config, state.step) * state.lr_scale
@@ -289,7 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   u_max = models.u_bound(config.model, dataset.seq_len)
   train_step = make_train_step(config, model, tx, dataset.task,
-                               config.model.u_min, u_max, carry_state)
+                               config.model.u_min, u_max, carry_state, mesh)
   eval_step = make_eval_step(model, dataset.task)
   batch_stats_step = make_batch_stats_step(model)
   writer = MetricWriter(workdir, start_step, active=parallel.is_main_process())

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,10 +21,12 @@ SCRIPT = textwrap.dedent("""
     from irnn_jax import parallel, train
     from tests.test_train import tiny_config
 
-    if len(sys.argv) > 3:  # coordinator address, number of processes, process id
-      parallel.initialize(sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
-    cfg = tiny_config(num_steps=6, eval_every=6, checkpoint_every=6)
-    cfg.model.norm = "sequence"  # Batch statistics must be global over the mesh.
+    if len(sys.argv) > 4:  # coordinator address, number of processes, process id
+      parallel.initialize(sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
+    cfg = tiny_config(sys.argv[3], num_steps=6, eval_every=6, checkpoint_every=6)
+    if sys.argv[3] == "indrnn":
+      cfg.model.norm = "sequence"  # Batch statistics must be global over the mesh.
+      cfg.model.bidirectional = True
     metrics = train.train_and_evaluate(cfg, sys.argv[1])
     restored = ocp.CheckpointManager(sys.argv[1] + "/checkpoints").restore(
         6, args=ocp.args.StandardRestore())
@@ -34,22 +37,60 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, devices):
+def _run(tmp_path, devices, cell="indrnn"):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              JAX_PLATFORMS="cpu")
-  out = tmp_path / f"params_{devices}.npy"
-  result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / f"run_{devices}"), str(out)],
+  out = tmp_path / f"params_{cell}_{devices}.npy"
+  result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / f"run_{cell}_{devices}"),
+                           str(out), cell],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"devices {devices}" in result.stdout
   return np.load(out)
 
 
-def test_four_devices_match_one(tmp_path):
-  one, four = _run(tmp_path, 1), _run(tmp_path, 4)
+@pytest.mark.parametrize("cell", ["indrnn", "irnn", "lstm"])
+def test_four_devices_match_one(tmp_path, cell):
+  """IndRNN (bidirectional, batch norm over the sequence), IRNN and LSTM."""
+  one, four = _run(tmp_path, 1, cell), _run(tmp_path, 4, cell)
   assert one.shape == four.shape
   np.testing.assert_allclose(four, one, rtol=1e-4, atol=1e-5)
   assert not np.array_equal(one, np.zeros_like(one))
+
+
+STEP_SCRIPT = textwrap.dedent("""
+    import jax
+    from irnn_jax import data, models, optim, parallel, train
+    from tests.test_train import tiny_config
+
+    cfg = tiny_config("irnn")
+    dataset = data.build_dataset(cfg.data, cfg.seed, None)
+    model = models.build_model(cfg.model, seq_len=dataset.seq_len,
+                               num_outputs=dataset.num_outputs, readout=dataset.readout)
+    tx = optim.make_optimizer(cfg.optimizer)
+    batch = dataset.train_batch(0)
+    mesh = parallel.data_mesh()
+    state = parallel.replicate(train.create_train_state(cfg, model, tx, batch["inputs"]), mesh)
+    step = train.make_train_step(cfg, model, tx, dataset.task, cfg.model.u_min,
+                                 float("inf"), mesh=mesh)
+    hlo = step.lower(state, parallel.shard_batch(batch, mesh)).compile().as_text()
+    print("devices", jax.device_count(), "all-gathers", hlo.count("all-gather("),
+          "all-reduces", hlo.count("all-reduce("))
+""")
+
+
+def test_step_moves_no_activations_between_devices():
+  """Each device runs the forward and backward pass on its own rows: the
+  compiled 4-device step all-reduces gradients and statistics but gathers
+  nothing (XLA's own partitioning all-gathered [T, B, H] activations)."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", STEP_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  counts = result.stdout.split()
+  assert counts[:6:2] == ["devices", "all-gathers", "all-reduces"], result.stdout
+  assert counts[1] == "4" and counts[3] == "0" and int(counts[5]) > 0, result.stdout
 
 
 def _free_port() -> int:
@@ -67,7 +108,7 @@ def test_two_processes_match_one_device(tmp_path):
   workdir = tmp_path / "run_2proc"
   procs = [subprocess.Popen(
       [sys.executable, "-c", SCRIPT, str(workdir), str(tmp_path / f"params_p{i}.npy"),
-       address, "2", str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+       "indrnn", address, "2", str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True) for i in range(2)]
   outputs = [p.communicate(timeout=300) for p in procs]
   for p, (out, err) in zip(procs, outputs):
