@@ -1,6 +1,6 @@
 """Where the IndRNN 6 x 128 sequential-MNIST training step spends its time.
 
-  python -m benchmarks.step_breakdown
+  python -m benchmarks.step_breakdown [--cpu_devices=N]
 
 Times the jitted training step exactly as `benchmarks.throughput` builds it;
 the same step with each batch norm written out by its layer instead of folded
@@ -11,6 +11,7 @@ its hand-written backward and with JAX's own. Best of 3 repeats; run it on an
 idle machine. glibc malloc keeps freed memory, as in training.
 """
 
+import argparse
 import time
 from unittest import mock
 
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import throughput
-from irnn_jax import host_memory, models, optim, recurrences, train
+from irnn_jax import host_memory, models, optim, parallel, recurrences, train
 
 CASE = throughput.Case("indrnn", "smnist", 784, 32, 6, label="indrnn_6x128")
 IRNN_CASE = throughput.Case("irnn", "smnist", 784, 128, 1, hidden=100, label="irnn_1x100")
@@ -38,15 +39,19 @@ def best_ms(run, repeats: int = 3, calls: int = 8) -> float:
 
 
 def step_ms(config, fold_norm: bool = True, case: throughput.Case = CASE) -> float:
-  batch = throughput.make_batch(case)
+  """The training step on the data mesh of all devices (--cpu_devices)."""
+  host_batch = throughput.make_batch(case)
   task, _, num_outputs = throughput.task_shape(case.task)
   model = models.build_model(config.model, seq_len=case.seq_len,
                              num_outputs=num_outputs, readout="last")
   model = model.clone(stack=model.stack.clone(fold_norm=fold_norm))
   tx = optim.make_optimizer(config.optimizer)
-  state = train.create_train_state(config, model, tx, batch["inputs"])
+  mesh = parallel.data_mesh()
+  state = parallel.replicate(
+      train.create_train_state(config, model, tx, host_batch["inputs"]), mesh)
   step = train.make_train_step(config, model, tx, task, config.model.u_min,
-                               models.u_bound(config.model, case.seq_len))
+                               models.u_bound(config.model, case.seq_len), mesh=mesh)
+  batch = parallel.shard_batch(host_batch, mesh)
   compiled = step.lower(state, batch).compile()
   holder = [state]
 
@@ -65,7 +70,13 @@ def loop_free_scan(z, u, h0, activation="relu", unroll=1, bias=None, moments=Fal
 
 
 def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--cpu_devices", type=int, default=1,
+                      help="JAX devices to split the CPU into (the whole steps only)")
+  args = parser.parse_args()
   print(f"glibc malloc keeps freed memory: {host_memory.keep_freed_memory()}", flush=True)
+  parallel.set_cpu_devices(args.cpu_devices)
+  print(f"devices: {jax.device_count()}", flush=True)
   print(f"whole step: {step_ms(throughput.case_config(CASE)):.1f} ms", flush=True)
   print(f"batch norm written out, not folded into the next kernel: "
         f"{step_ms(throughput.case_config(CASE), fold_norm=False):.1f} ms", flush=True)

@@ -1,6 +1,7 @@
 """Training throughput of irnn_jax against PyTorch, and against the machine.
 
   python -m benchmarks.throughput [--quick] [--output=PATH.json] [--only=TEXT]
+                                  [--cpu_devices=N]
 
 1. The float32 matrix-product rate of jax.devices()[0], measured with a
    jitted chain of products (each written in place, so allocation does not
@@ -39,9 +40,14 @@ FLOPs of one training step, matrix products only (elementwise work ignored):
 with D_l the layer's input width, G the gates (1 IRNN/IndRNN/RNN, 4 LSTM,
 3 GRU), O the outputs. Achieved GFLOP/s = step FLOPs / seconds per step.
 
+Devices: with --cpu_devices=N the CPU is split into N JAX devices and
+irnn_jax's step runs on the data mesh of all of them, as `experiments.main
+--cpu_devices=N` trains (each device its own rows of the batch, on its own
+core); the plain scan and the matmul rate run on one device either way.
+
 Peak memory: JAX, from XLA's buffer assignment of the compiled step
 (`compiled.memory_analysis()`: arguments + outputs - donated aliases +
-temporaries); PyTorch on CPU, the growth of the process's peak resident set
+temporaries; per device, so times the devices); PyTorch on CPU, the growth of the process's peak resident set
 size (VmHWM, restarted after a warm-up) over the training steps, after a tiny warm-up model; on a
 GPU, torch.cuda.max_memory_allocated. MB = 10^6 bytes.
 
@@ -67,7 +73,7 @@ import numpy as np
 
 from configs import adding as adding_config
 from configs import sequential_mnist as smnist_config
-from irnn_jax import cells, configlib, host_memory, models, optim, train
+from irnn_jax import cells, configlib, host_memory, models, optim, parallel, train
 from irnn_jax.data.adding import adding_batch
 from benchmarks import plain_scan
 
@@ -221,11 +227,15 @@ def time_steps(advance, state, args) -> dict:
           "warm": first < args.slow_seconds}
 
 
-def measure_jax(step, state, batch, unpack, args) -> dict:
-  """Compile `step` for (state, batch), read its memory, time it."""
+def measure_jax(step, state, batch, unpack, args, devices: int = 1) -> dict:
+  """Compile `step` for (state, batch), read its memory (XLA's analysis is
+  per device: times `devices`), time it."""
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
-  result = {"compile_seconds": time.perf_counter() - start, **compiled_memory(compiled)}
+  memory = compiled_memory(compiled)
+  if devices > 1 and memory["peak_mb"] is not None:
+    memory = {k: v * devices for k, v in memory.items()}
+  result = {"compile_seconds": time.perf_counter() - start, "devices": devices, **memory}
   result.update(time_steps(lambda s: unpack(compiled(s, batch)), state, args))
   stats = jax.devices()[0].memory_stats()
   if stats and "peak_bytes_in_use" in stats:  # GPU: the process's peak so far.
@@ -233,16 +243,21 @@ def measure_jax(step, state, batch, unpack, args) -> dict:
   return result
 
 
-def run_irnn_jax(case: Case, config, batch, args) -> dict:
-  """The training step exactly as experiments.main builds it."""
+def run_irnn_jax(case: Case, config, host_batch, args) -> dict:
+  """The training step exactly as experiments.main builds it, on the data
+  mesh of all devices (--cpu_devices)."""
   task, _, num_outputs = task_shape(case.task)
   model = models.build_model(config.model, seq_len=case.seq_len,
                              num_outputs=num_outputs, readout="last")
   tx = optim.make_optimizer(config.optimizer)
-  state = train.create_train_state(config, model, tx, batch["inputs"])
+  mesh = parallel.data_mesh()
+  parallel.check_divisible(case.batch, "batch of this case", mesh)
+  state = parallel.replicate(
+      train.create_train_state(config, model, tx, host_batch["inputs"]), mesh)
   step = train.make_train_step(config, model, tx, task, config.model.u_min,
-                               models.u_bound(config.model, case.seq_len))
-  return measure_jax(step, state, batch, lambda out: out[0], args)
+                               models.u_bound(config.model, case.seq_len), mesh=mesh)
+  return measure_jax(step, state, parallel.shard_batch(host_batch, mesh),
+                     lambda out: out[0], args, mesh.devices.size)
 
 
 def run_plain_scan(case: Case, config, batch, args) -> dict:
@@ -286,7 +301,7 @@ def run_case(case: Case, args, have_torch: bool) -> list[dict]:
                       case.batch, num_outputs)
   base = {"case": case.name, **dataclasses.asdict(case), "flops_per_step": flops,
           "remat_field": hasattr(config.model, "remat")}
-  row = dict(base, impl="irnn_jax", jax=run_irnn_jax(case, config, batch, args))
+  row = dict(base, impl="irnn_jax", jax=run_irnn_jax(case, config, host_batch, args))
   if not case.torch:
     row["torch"] = {"skipped": "not in --quick"}
   elif not have_torch:
@@ -399,6 +414,10 @@ def parse_args(argv=None):
   p.add_argument("--max_steps", type=int, default=50)
   p.add_argument("--torch_timeout", type=float, default=300.0,
                  help="seconds allowed for one PyTorch case")
+  p.add_argument("--cpu_devices", type=int, default=1,
+                 help="split the CPU into this many JAX devices, as experiments.main "
+                      "--cpu_devices does: irnn_jax's step then runs one device per "
+                      "core (the plain scan and the matmul rate stay on one)")
   p.add_argument("--default_malloc", action="store_true",
                  help="leave glibc malloc as it is on both sides, instead of setting "
                       "both to keep freed memory (irnn_jax/host_memory.py)")
@@ -410,12 +429,15 @@ def main(argv=None):
   start = time.time()
   kept = not args.default_malloc and host_memory.keep_freed_memory()  # Before JAX starts.
   args.default_malloc = not kept  # The PyTorch children follow this process.
+  parallel.set_cpu_devices(args.cpu_devices)  # Before JAX starts its CPU backend.
   malloc = "keep freed memory (both sides)" if kept else "glibc default"
   have_torch = importlib.util.find_spec("torch") is not None
   if not have_torch:
     print(NO_TORCH, flush=True)
   info = dict(machine(), malloc=malloc)
-  print(f"device {info['device']} ({info['device_kind']}), {info['cpu_count']} CPUs, "
+  info["jax_devices"] = jax.device_count()
+  print(f"device {info['device']} ({info['device_kind']}) x{info['jax_devices']}, "
+        f"{info['cpu_count']} CPUs, "
         f"load average {info['load_average'][0]:.1f}, malloc: {malloc}", flush=True)
   projection = matmul_rate(784 * 32, 128)
   square = matmul_rate(2048, 2048)

@@ -120,3 +120,17 @@ def test_two_processes_match_one_device(tmp_path):
                                rtol=1e-4, atol=1e-5)
   events = [f for f in os.listdir(workdir) if f.startswith("events.out.tfevents")]
   assert len(events) == 1, events  # Only process 0 writes the logs.
+
+
+def test_main_splits_the_cpu(tmp_path):
+  """`experiments.main --cpu_devices=2` trains on a mesh of two CPU devices."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.main", "--config=configs/adding.py",
+       f"--workdir={tmp_path / 'run'}", "--cpu_devices=2", "--config.train.num_steps=4",
+       "--config.train.eval_every=4", "--config.data.eval_examples=64"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "; 2 devices;" in result.stderr, result.stderr[-3000:]
+  assert (tmp_path / "run" / "metrics.json").exists()
