@@ -72,6 +72,19 @@ def create_train_state(config, model, tx, sample_inputs,
       carry=carry)
 
 
+_ROWS, _SAME = PartitionSpec(parallel.DATA_AXIS), PartitionSpec()
+
+
+def _per_device(fn, mesh, in_specs, out_specs):
+  """`fn` as a per-device map (`jax.shard_map`) over a `mesh` of several
+  devices: arguments with spec _ROWS arrive as this device's rows of the batch,
+  _SAME ones whole; `fn` itself sums what must cover all devices. Unchanged
+  on one device."""
+  if mesh is None or mesh.devices.size < 2:
+    return fn
+  return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
+
+
 def make_train_step(config, model, tx, task: str, u_min: float, u_max: float,
                     carry_state: bool = False, mesh=None) -> Callable:
   """(state, batch) -> (state, metrics): one optax update, skipped when the
@@ -102,11 +115,8 @@ def make_train_step(config, model, tx, task: str, u_min: float, u_max: float,
         loss_fn, has_aux=True)(params)
     return grads, parallel.sum_over_devices(sums), batch_stats, finals
 
-  if mesh is not None and mesh.devices.size > 1:
-    rows, same = PartitionSpec(parallel.DATA_AXIS), PartitionSpec()
-    loss_and_grads = jax.shard_map(loss_and_grads, mesh=mesh,
-                                   in_specs=(same, same, rows, rows, same),
-                                   out_specs=(same, same, same, rows))
+  loss_and_grads = _per_device(loss_and_grads, mesh, (_SAME, _SAME, _ROWS, _ROWS, _SAME),
+                               (_SAME, _SAME, _SAME, _ROWS))
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(dropout_key, state.step)
@@ -138,16 +148,17 @@ def make_train_step(config, model, tx, task: str, u_min: float, u_max: float,
   return jax.jit(train_step, donate_argnums=0)
 
 
-def make_batch_stats_step(model) -> Callable:
+def make_batch_stats_step(model, mesh=None) -> Callable:
   """(params, zero batch_stats, inputs) -> this batch's own statistics of every
-  batch norm (the running-average update from zero, divided by 1 - momentum)."""
+  batch norm (the running-average update from zero, divided by 1 - momentum);
+  on a `mesh` of several devices, a per-device map whose statistics cover all."""
 
   def batch_stats_step(params, zeros, inputs):
     _, updated = model.apply({"params": params, "batch_stats": zeros}, inputs, train=True,
                              rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"])
     return jax.tree.map(lambda s: s / (1.0 - layers.BN_MOMENTUM), updated["batch_stats"])
 
-  return jax.jit(batch_stats_step)
+  return jax.jit(_per_device(batch_stats_step, mesh, (_SAME, _SAME, _ROWS), _SAME))
 
 
 def precise_batch_stats(batch_stats_step, state: TrainState, batches, mesh):
@@ -165,15 +176,16 @@ def precise_batch_stats(batch_stats_step, state: TrainState, batches, mesh):
   return jax.tree.map(lambda s: s / count, total)
 
 
-def make_eval_step(model, task: str) -> Callable:
-  """(params, batch_stats, batch, states or None) -> (summed metrics, final states)."""
+def make_eval_step(model, task: str, mesh=None) -> Callable:
+  """(params, batch_stats, batch, states or None) -> (summed metrics, final
+  states); on a `mesh` of several devices, a per-device map over the rows."""
 
   def eval_step(params, batch_stats, batch, states):
     outputs, finals = model.apply(_variables(params, batch_stats), batch["inputs"],
                                   states, train=False)
-    return tasks.batch_metrics(task, outputs, batch), finals
+    return parallel.sum_over_devices(tasks.batch_metrics(task, outputs, batch)), finals
 
-  return jax.jit(eval_step)
+  return jax.jit(_per_device(eval_step, mesh, (_SAME, _SAME, _ROWS, _ROWS), (_SAME, _ROWS)))
 
 
 def evaluate(eval_step, state: TrainState, dataset, split: str, mesh) -> dict:
@@ -310,8 +322,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   u_max = models.u_bound(config.model, dataset.seq_len)
   train_step = make_train_step(config, model, tx, dataset.task,
                                config.model.u_min, u_max, carry_state, mesh)
-  eval_step = make_eval_step(model, dataset.task)
-  batch_stats_step = make_batch_stats_step(model)
+  eval_step = make_eval_step(model, dataset.task, mesh)
+  batch_stats_step = make_batch_stats_step(model, mesh)
   writer = MetricWriter(workdir, start_step, active=parallel.is_main_process())
   progress = _Progress(dataset.task, t.num_steps, start_step, t.max_nonfinite_in_row)
   session_start = time.time()

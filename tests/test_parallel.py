@@ -27,13 +27,14 @@ SCRIPT = textwrap.dedent("""
     if sys.argv[3] == "indrnn":
       cfg.model.norm = "sequence"  # Batch statistics must be global over the mesh.
       cfg.model.bidirectional = True
+      cfg.train.precise_bn_batches = 2  # Statistics from the batch-statistics step.
     metrics = train.train_and_evaluate(cfg, sys.argv[1])
     restored = ocp.CheckpointManager(sys.argv[1] + "/checkpoints").restore(
         6, args=ocp.args.StandardRestore())
     flat, _ = ravel_pytree(restored["params"])
     np.save(sys.argv[2], np.asarray(flat))
     print("devices", jax.device_count(), "processes", jax.process_count(),
-          "mse", metrics["test/mse"])
+          "mse", repr(metrics["test/mse"]))
 """)
 
 
@@ -46,16 +47,17 @@ def _run(tmp_path, devices, cell="indrnn"):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"devices {devices}" in result.stdout
-  return np.load(out)
+  return np.load(out), float(result.stdout.split()[-1])
 
 
 @pytest.mark.parametrize("cell", ["indrnn", "irnn", "lstm"])
 def test_four_devices_match_one(tmp_path, cell):
   """IndRNN (bidirectional, batch norm over the sequence), IRNN and LSTM."""
-  one, four = _run(tmp_path, 1, cell), _run(tmp_path, 4, cell)
+  (one, one_mse), (four, four_mse) = _run(tmp_path, 1, cell), _run(tmp_path, 4, cell)
   assert one.shape == four.shape
   np.testing.assert_allclose(four, one, rtol=1e-4, atol=1e-5)
   assert not np.array_equal(one, np.zeros_like(one))
+  np.testing.assert_allclose(four_mse, one_mse, rtol=1e-4)  # Evaluation, split 4 ways.
 
 
 STEP_SCRIPT = textwrap.dedent("""
@@ -63,7 +65,9 @@ STEP_SCRIPT = textwrap.dedent("""
     from irnn_jax import data, models, optim, parallel, train
     from tests.test_train import tiny_config
 
-    cfg = tiny_config("irnn")
+    cfg = tiny_config("indrnn")
+    cfg.model.norm = "sequence"
+    cfg.model.bidirectional = True
     dataset = data.build_dataset(cfg.data, cfg.seed, None)
     model = models.build_model(cfg.model, seq_len=dataset.seq_len,
                                num_outputs=dataset.num_outputs, readout=dataset.readout)
@@ -73,24 +77,33 @@ STEP_SCRIPT = textwrap.dedent("""
     state = parallel.replicate(train.create_train_state(cfg, model, tx, batch["inputs"]), mesh)
     step = train.make_train_step(cfg, model, tx, dataset.task, cfg.model.u_min,
                                  float("inf"), mesh=mesh)
-    hlo = step.lower(state, parallel.shard_batch(batch, mesh)).compile().as_text()
-    print("devices", jax.device_count(), "all-gathers", hlo.count("all-gather("),
-          "all-reduces", hlo.count("all-reduce("))
+    rows = parallel.shard_batch(batch, mesh)
+    eval_step = train.make_eval_step(model, dataset.task, mesh)
+    stats_step = train.make_batch_stats_step(model, mesh)
+    for name, compiled in [
+        ("train", step.lower(state, rows)),
+        ("eval", eval_step.lower(state.params, state.batch_stats, rows, None)),
+        ("stats", stats_step.lower(state.params, state.batch_stats, rows["inputs"]))]:
+      hlo = compiled.compile().as_text()
+      print(name, jax.device_count(), hlo.count("all-gather("), hlo.count("all-reduce("))
 """)
 
 
-def test_step_moves_no_activations_between_devices():
+def test_steps_move_no_activations_between_devices():
   """Each device runs the forward and backward pass on its own rows: the
-  compiled 4-device step all-reduces gradients and statistics but gathers
-  nothing (XLA's own partitioning all-gathered [T, B, H] activations)."""
+  compiled 4-device training, evaluation and batch-statistics steps of a
+  bidirectional IndRNN with batch norm all-reduce sums but gather nothing
+  (XLA's own partitioning all-gathered [T, B, H] activations)."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, "-c", STEP_SCRIPT], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  counts = result.stdout.split()
-  assert counts[:6:2] == ["devices", "all-gathers", "all-reduces"], result.stdout
-  assert counts[1] == "4" and counts[3] == "0" and int(counts[5]) > 0, result.stdout
+  counts = {line.split()[0]: [int(n) for n in line.split()[1:]]
+            for line in result.stdout.splitlines()}
+  assert sorted(counts) == ["eval", "stats", "train"], result.stdout
+  for name, (devices, gathers, reduces) in counts.items():
+    assert devices == 4 and gathers == 0 and reduces > 0, (name, result.stdout)
 
 
 def _free_port() -> int:
@@ -114,10 +127,11 @@ def test_two_processes_match_one_device(tmp_path):
   for p, (out, err) in zip(procs, outputs):
     assert p.returncode == 0, err[-3000:]
     assert "devices 2 processes 2" in out
-  one = _run(tmp_path, 1)
-  for i in range(2):
+  one, one_mse = _run(tmp_path, 1)
+  for i, (out, _) in enumerate(outputs):
     np.testing.assert_allclose(np.load(tmp_path / f"params_p{i}.npy"), one,
                                rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(float(out.split()[-1]), one_mse, rtol=1e-4)
   events = [f for f in os.listdir(workdir) if f.startswith("events.out.tfevents")]
   assert len(events) == 1, events  # Only process 0 writes the logs.
 
