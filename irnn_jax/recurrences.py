@@ -3,8 +3,9 @@
 Every function takes the input projection of all time steps, already computed
 (`z[T, B, G*H]`, one matrix product outside the loop), plus the recurrent
 parameters and an initial state, and returns `(h[T, B, H], final_state)`; the
-IndRNN, IRNN and tanh-RNN ones also add the projection's bias inside the loop
-and can return batch-norm sums, so neither costs a pass over [T, B, H].
+IndRNN, IRNN, tanh-RNN and LSTM ones add the projection's bias inside the loop
+(the first three can also return batch-norm sums), so neither costs a pass
+over [T, B, H].
 """
 
 import jax
@@ -250,9 +251,96 @@ def dense_scan_autodiff(z: Array, w_h: Array, h0: Array, activation: str = "relu
   return _scan_reference(lambda z_t, h: act(z_t + bias + h @ w_h), z, h0, unroll, moments)
 
 
+def _index(buffer, t):
+  return jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
+
+
+def _lstm_forward(z, w_h, bias, h0, c0):
+  """(hs, cs, gates): h and c [T, B, H] of every step, and the gate
+  activations (sigmoid i, f, o; tanh g) [T, B, 4H], written over z in its own
+  buffer."""
+
+  def body(t, state):
+    h, c, gates, hs, cs = state
+    a_i, a_f, a_g, a_o = jnp.split(_index(gates, t) + bias + h @ w_h, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jnp.tanh(a_g), jax.nn.sigmoid(a_o)
+    gates = jax.lax.dynamic_update_index_in_dim(gates, jnp.concatenate([i, f, g, o], -1), t, 0)
+    c = f * c + i * g
+    h = o * jnp.tanh(c)
+    hs = jax.lax.dynamic_update_index_in_dim(hs, h, t, 0)
+    return h, c, gates, hs, jax.lax.dynamic_update_index_in_dim(cs, c, t, 0)
+
+  hs = jnp.zeros_like(z[..., :h0.shape[-1]])  # From z: per device in a per-device map.
+  _, _, gates, hs, cs = jax.lax.fori_loop(0, z.shape[0], body,
+                                          (h0, c0, z, hs, jnp.zeros_like(hs)))
+  return hs, cs, gates
+
+
+@jax.custom_vjp
+def _lstm_recurrence(z, w_h, bias, h0, c0):
+  hs, cs, _ = _lstm_forward(z, w_h, bias, h0, c0)
+  return hs, cs[-1]
+
+
+def _lstm_forward_keeping_gates(z, w_h, bias, h0, c0):
+  hs, cs, gates = _lstm_forward(z, w_h, bias, h0, c0)
+  return (hs, cs[-1]), (hs, cs, gates, w_h, h0, c0)
+
+
+def _lstm_bwd(residuals, cotangents):
+  """Reverse pass from the stored gates, h and c: per step, the gradient of
+  the gates' inputs da_t [B, 4H] and dh_{t-1} = da_t @ W_h^T, the only product
+  in the loop; dW_h = sum_t h_{t-1}^T da_t is one product after it."""
+  hs, cs, gates, w_h, h0, c0 = residuals
+  dhs, dc_last = cotangents
+  w_t, steps = w_h.T, hs.shape[0]
+
+  def body(k, state):
+    dh_next, dc_next, das = state
+    t = steps - 1 - k
+    i, f, g, o = jnp.split(_index(gates, t), 4, axis=-1)
+    c_prev = jnp.where(t == 0, c0, _index(cs, jnp.maximum(t - 1, 0)))
+    dh = _index(dhs, t) + dh_next
+    tanh_c = jnp.tanh(_index(cs, t))
+    dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)
+    da = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
+                          dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)], axis=-1)
+    # da goes to a fresh buffer: written over the gates, it measured no faster.
+    return da @ w_t, dc * f, jax.lax.dynamic_update_index_in_dim(das, da, t, 0)
+
+  dh0, dc0, das = jax.lax.fori_loop(0, steps, body,
+                                    (jnp.zeros_like(h0), dc_last, jnp.zeros_like(gates)))
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  dw = h_prev.reshape(-1, h0.shape[-1]).T @ das.reshape(-1, das.shape[-1])
+  dw, dbias = parallel.sum_over_devices((dw, das.sum(axis=(0, 1))))
+  return das, dw, dbias, dh0, dc0
+
+
+_lstm_recurrence.defvjp(_lstm_forward_keeping_gates, _lstm_bwd)
+
+
 def lstm_scan(z: Array, w_h: Array, state: tuple[Array, Array], unroll: int = 1,
-              remat: bool = False) -> tuple[Array, tuple[Array, Array]]:
-  """LSTM with gates ordered (input, forget, cell, output) along the last axis."""
+              remat: bool = False, bias: Array | None = None
+              ) -> tuple[Array, tuple[Array, Array]]:
+  """LSTM with gates ordered (input, forget, cell, output) along the last axis:
+  (hs, (h_{T-1}, c_{T-1})). Not unrolled, the bias is added inside the loop
+  and a hand-written reverse loop differentiates it, storing h, c and the gate
+  activations (6H a step); `remat` is not needed there, as a rematerialised
+  scan keeps more (h, c, its input z + b and hs: 7H). Unrolled, a lax.scan
+  differentiated by JAX, with `remat` one that recomputes each step."""
+  h0, c0 = state
+  bias = jnp.zeros(z.shape[-1], z.dtype) if bias is None else bias
+  if unroll == 1:
+    hs, c_last = _lstm_recurrence(z, w_h, bias, h0, c0)
+    return hs, (hs[-1], c_last)
+  return lstm_scan_autodiff(z, w_h, state, unroll, remat, bias)
+
+
+def lstm_scan_autodiff(z: Array, w_h: Array, state: tuple[Array, Array], unroll: int = 1,
+                       remat: bool = False, bias: Array | None = None
+                       ) -> tuple[Array, tuple[Array, Array]]:
+  """The same LSTM as a lax.scan differentiated by JAX (and the reference)."""
+  z = z if bias is None else z + bias
 
   def step(carry, z_t):
     h, c = carry
