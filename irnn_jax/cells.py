@@ -4,7 +4,7 @@ A cell has two halves, so that layers can put batch norm between them:
   `project(x[T, B, D]) -> (z[T, B, G*H], bias[G*H])`: one matrix product for
       all steps, and the bias still to add;
   `recur(z, state, bias) -> (h[T, B, H], final_state, sums)`: the time loop,
-      which adds the bias (IndRNN, IRNN, tanh RNN, LSTM: inside the loop).
+      which adds the bias inside the loop.
 `cell(x, state)` runs both and returns (h, final_state).
 """
 
@@ -41,9 +41,9 @@ class CellSpec:
   u_value: float = 1.0
   forget_bias: float = 1.0  # LSTM forget-gate bias.
   unroll: int = 1  # lax.scan unroll factor.
-  remat: bool = False  # GRU, and LSTM with unroll > 1: recompute each step in
-  # the backward pass (IndRNN, IRNN, tanh RNN and the LSTM at unroll 1 have
-  # hand-written backward passes: they store only h, or h, c and the gates).
+  remat: bool = False  # LSTM, GRU with unroll > 1: recompute each step in the
+  # backward pass (at unroll 1 every cell has a hand-written backward pass that
+  # stores only h, or the state and the gates: less than a remat scan).
 
 
 def _input_kernel_init(spec: CellSpec):
@@ -155,9 +155,8 @@ class RecurrentCell(nn.Module):
                                     self.activation_name, unroll, bias, moments)
     if kind == "lstm":
       return (*recurrences.lstm_scan(z, self.recurrent_kernel, state, unroll, remat, bias), ())
-    z = z if bias is None else z + bias
     return (*recurrences.gru_scan(z, self.recurrent_kernel, self.recurrent_bias_n,
-                                  state, unroll, remat), ())
+                                  state, unroll, remat, bias), ())
 
   def __call__(self, x, state=None):
     z, bias = self.project(x)

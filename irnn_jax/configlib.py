@@ -65,10 +65,10 @@ def base_config() -> ml_collections.ConfigDict:
   m.forget_bias = 1.0
   m.embed_size = 0  # Language models: 0 -> hidden_size.
   m.unroll = 1  # lax.scan unroll factor.
-  m.remat = False  # GRU (and LSTM with unroll > 1): recompute each scan step in
-  # the backward pass, so only the state is stored per step, not the gates.
-  # IndRNN, IRNN and tanh RNN store only h, the LSTM h, c and its gates (their
-  # backward passes are hand-written; a rematerialised LSTM scan stores more).
+  m.remat = False  # LSTM and GRU with unroll > 1: recompute each scan step in
+  # the backward pass, so only the state is stored per step, not the gates. At
+  # unroll 1 every cell's backward pass is hand-written: IndRNN, IRNN and tanh
+  # RNN store only h, LSTM and GRU the state and gates (less than with remat).
 
   o = c.optimizer = ml_collections.ConfigDict()
   o.name = "adam"  # sgd | adam | rmsprop

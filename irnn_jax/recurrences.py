@@ -1,11 +1,14 @@
-"""Pure recurrence functions: the part of each cell that runs inside `lax.scan`.
+"""Pure recurrence functions: the part of each cell that runs in the time loop.
 
 Every function takes the input projection of all time steps, already computed
 (`z[T, B, G*H]`, one matrix product outside the loop), plus the recurrent
-parameters and an initial state, and returns `(h[T, B, H], final_state)`; the
-IndRNN, IRNN, tanh-RNN and LSTM ones add the projection's bias inside the loop
-(the first three can also return batch-norm sums), so neither costs a pass
-over [T, B, H].
+parameters and an initial state, and returns `(h[T, B, H], final_state)`.
+All add the projection's bias inside the loop, and the IndRNN, IRNN and
+tanh-RNN ones can return batch-norm sums, so neither costs a pass over
+[T, B, H]. Each is differentiated by a hand-written reverse loop (a
+`custom_vjp`; LSTM and GRU only when not unrolled); the `*_autodiff`
+functions are the same recurrences as a lax.scan differentiated by JAX, the
+reference for tests.
 """
 
 import jax
@@ -353,10 +356,94 @@ def lstm_scan_autodiff(z: Array, w_h: Array, state: tuple[Array, Array], unroll:
   return hs, final
 
 
-def gru_scan(z: Array, w_h: Array, b_hn: Array, h0: Array,
-             unroll: int = 1, remat: bool = False) -> tuple[Array, Array]:
+def _gru_forward(z, w_h, bias, b_hn, h0):
+  """(hs, gates, hn): h [T, B, H] of every step, the gate activations
+  (sigmoid r, u; tanh n) [T, B, 3H], written over z in its own buffer, and the
+  recurrent term of the candidate, h_{t-1} W_hn + b_hn [T, B, H]."""
+  hidden = h0.shape[-1]
+
+  def body(t, state):
+    h, gates, hs, hns = state
+    zr, zu, zn = jnp.split(_index(gates, t) + bias, 3, axis=-1)
+    hr, hu, hn = jnp.split(h @ w_h, 3, axis=-1)
+    hn = hn + b_hn
+    r, u = jax.nn.sigmoid(zr + hr), jax.nn.sigmoid(zu + hu)
+    n = jnp.tanh(zn + r * hn)
+    gates = jax.lax.dynamic_update_index_in_dim(gates, jnp.concatenate([r, u, n], -1), t, 0)
+    h = (1.0 - u) * n + u * h
+    hs = jax.lax.dynamic_update_index_in_dim(hs, h, t, 0)
+    return h, gates, hs, jax.lax.dynamic_update_index_in_dim(hns, hn, t, 0)
+
+  hs = jnp.zeros_like(z[..., :hidden])  # From z: per device in a per-device map.
+  _, gates, hs, hns = jax.lax.fori_loop(0, z.shape[0], body, (h0, z, hs, jnp.zeros_like(hs)))
+  return hs, gates, hns
+
+
+@jax.custom_vjp
+def _gru_recurrence(z, w_h, bias, b_hn, h0):
+  return _gru_forward(z, w_h, bias, b_hn, h0)[0]
+
+
+def _gru_forward_keeping_gates(z, w_h, bias, b_hn, h0):
+  hs, gates, hns = _gru_forward(z, w_h, bias, b_hn, h0)
+  return hs, (hs, gates, hns, w_h, h0)
+
+
+def _gru_bwd(residuals, dhs):
+  """Reverse pass from the stored gates, h and h W_hn + b_hn: per step the
+  gradient of z_t [B, 3H] and dh_{t-1} = dh_t * u + da_t @ W_h^T, with da_t
+  the gradient of h_{t-1} W_h (its candidate part is r * dz_n); dW_h =
+  sum_t h_{t-1}^T da_t is one product after the loop."""
+  hs, gates, hns, w_h, h0 = residuals
+  w_t, steps, hidden = w_h.T, hs.shape[0], h0.shape[-1]
+
+  def body(k, state):
+    dh_next, dzs = state
+    t = steps - 1 - k
+    r, u, n = jnp.split(_index(gates, t), 3, axis=-1)
+    h_prev = jnp.where(t == 0, h0, _index(hs, jnp.maximum(t - 1, 0)))
+    dh = _index(dhs, t) + dh_next
+    dzn = dh * (1.0 - u) * (1.0 - n * n)
+    dzr = dzn * _index(hns, t) * r * (1.0 - r)
+    dzu = dh * (h_prev - n) * u * (1.0 - u)
+    da = jnp.concatenate([dzr, dzu, dzn * r], axis=-1)
+    dz = jnp.concatenate([dzr, dzu, dzn], axis=-1)
+    return dh * u + da @ w_t, jax.lax.dynamic_update_index_in_dim(dzs, dz, t, 0)
+
+  dh0, dzs = jax.lax.fori_loop(0, steps, body, (jnp.zeros_like(h0), jnp.zeros_like(gates)))
+  das = jnp.concatenate([dzs[..., :2 * hidden], dzs[..., 2 * hidden:] * gates[..., :hidden]],
+                        axis=-1)
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  dw = h_prev.reshape(-1, hidden).T @ das.reshape(-1, 3 * hidden)
+  dw, dbias, db_hn = parallel.sum_over_devices(
+      (dw, dzs.sum(axis=(0, 1)), das[..., 2 * hidden:].sum(axis=(0, 1))))
+  return dzs, dw, dbias, db_hn, dh0
+
+
+_gru_recurrence.defvjp(_gru_forward_keeping_gates, _gru_bwd)
+
+
+def gru_scan(z: Array, w_h: Array, b_hn: Array, h0: Array, unroll: int = 1,
+             remat: bool = False, bias: Array | None = None) -> tuple[Array, Array]:
   """GRU, gates ordered (reset, update, new), with the reset gate applied to
-  the recurrent term of the candidate: n = tanh(z_n + r * (h W_hn + b_hn))."""
+  the recurrent term of the candidate: n = tanh(z_n + r * (h W_hn + b_hn)).
+  Returns (hs, h_{T-1}). Not unrolled, the bias is added inside the loop and a
+  hand-written reverse loop differentiates it, storing h, the gates and
+  h W_hn + b_hn (5H a step; `remat` is not needed there, as a rematerialised
+  scan keeps more: h, its input z + b and hs). Unrolled, a lax.scan
+  differentiated by JAX, with `remat` one that recomputes each step."""
+  bias = jnp.zeros(z.shape[-1], z.dtype) if bias is None else bias
+  if unroll == 1:
+    hs = _gru_recurrence(z, w_h, bias, b_hn, h0)
+    return hs, hs[-1]
+  return gru_scan_autodiff(z, w_h, b_hn, h0, unroll, remat, bias)
+
+
+def gru_scan_autodiff(z: Array, w_h: Array, b_hn: Array, h0: Array, unroll: int = 1,
+                      remat: bool = False, bias: Array | None = None
+                      ) -> tuple[Array, Array]:
+  """The same GRU as a lax.scan differentiated by JAX (and the reference)."""
+  z = z if bias is None else z + bias
 
   def step(h, z_t):
     zr, zu, zn = jnp.split(z_t, 3, axis=-1)

@@ -162,55 +162,73 @@ def test_loops_update_their_buffers_in_place(recurrence):
     assert not copies, f"{len(copies)} copies of the [T, B, H] buffer"
 
 
-def test_lstm_backward_matches_autodiff():
-  """The LSTM's hand-written loops (gates written over z, bias added inside
-  the loop, h, c and the gates kept for the reverse loop) give the outputs,
-  final state and gradients of a lax.scan differentiated by JAX."""
+def _gated_args(kind, rng, steps, batch, hidden):
+  """Random arguments (z, W_h, bias, state...) of `lstm_scan` or `gru_scan`."""
+  gates = {"lstm": 4, "gru": 3}[kind]
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  z = f32(rng.normal(size=(steps, batch, gates * hidden)))
+  w_h = f32(rng.normal(scale=0.5, size=(hidden, gates * hidden)))
+  bias = f32(rng.normal(scale=0.3, size=gates * hidden))
+  h0 = f32(rng.normal(size=(batch, hidden)))
+  if kind == "lstm":
+    return z, w_h, bias, h0, f32(rng.normal(size=(batch, hidden)))  # h0, c0
+  return z, w_h, bias, f32(rng.normal(scale=0.3, size=hidden)), h0  # b_hn, h0
+
+
+def _gated_scan(kind, fn, z, w_h, bias, a, b):
+  """(hs, final state as a tuple) of the LSTM (a, b = h0, c0) or GRU (a, b = b_hn, h0)."""
+  if kind == "lstm":
+    return fn(z, w_h, (a, b), 1, False, bias)
+  hs, last = fn(z, w_h, a, b, 1, False, bias)
+  return hs, (last,)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_gated_backward_matches_autodiff(kind):
+  """The LSTM's and GRU's hand-written loops (gates written over z, bias added
+  inside the loop, what the reverse loop needs stored) give the outputs, final
+  state and gradients of a lax.scan differentiated by JAX."""
   from irnn_jax import recurrences
   rng = np.random.default_rng(5)
   steps, batch, hidden = 20, 3, 4
-  args = [jnp.asarray(a, jnp.float32) for a in (
-      rng.normal(size=(steps, batch, 4 * hidden)),  # z
-      rng.normal(scale=0.5, size=(hidden, 4 * hidden)),  # W_h
-      rng.normal(scale=0.3, size=4 * hidden),  # bias
-      rng.normal(size=(batch, hidden)), rng.normal(size=(batch, hidden)))]  # h0, c0
+  args = _gated_args(kind, rng, steps, batch, hidden)
   cotangent = jnp.asarray(rng.normal(size=(steps, batch, hidden)), jnp.float32)
-  c_weights = jnp.asarray(rng.normal(size=(batch, hidden)), jnp.float32)
+  final_weights = jnp.asarray(rng.normal(size=(batch, hidden)), jnp.float32)
 
-  def loss(fn, z, w_h, bias, h0, c0):
-    hs, (h_last, c_last) = fn(z, w_h, (h0, c0), 1, False, bias)
-    return jnp.sum(hs * cotangent) + jnp.sum(h_last ** 2) + jnp.sum(c_last * c_weights), (
-        hs, h_last, c_last)
+  def loss(fn, *args):
+    hs, final = _gated_scan(kind, fn, *args)
+    return jnp.sum(hs * cotangent) + jnp.sum(final[0] ** 2) + jnp.sum(final[-1] * final_weights), (
+        hs, final)
 
   (_, fast), fast_grads, (_, slow), slow_grads = [
-      x for fn in (recurrences.lstm_scan, recurrences.lstm_scan_autodiff)
+      x for fn in (getattr(recurrences, f"{kind}_scan"),
+                   getattr(recurrences, f"{kind}_scan_autodiff"))
       for x in jax.jit(jax.value_and_grad(lambda *a, fn=fn: loss(fn, *a),
                                           argnums=(0, 1, 2, 3, 4), has_aux=True))(*args)]
-  for a, b in zip(fast, slow):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), fast, slow)
   for a, b in zip(fast_grads, slow_grads):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
   assert all(float(jnp.abs(g).max()) > 0 for g in fast_grads)
 
 
-def test_lstm_loops_make_no_copies():
-  """The LSTM's forward loop writes its gates over z in place, and neither
-  loop makes XLA copy a whole [T, B, 4H] or [T, B, H] buffer."""
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_gated_loops_make_no_copies(kind):
+  """The LSTM's and GRU's forward loops write their gates over z in place, and
+  no loop makes XLA copy a whole [T, B, G*H] or [T, B, H] buffer."""
   from irnn_jax import recurrences
   steps, batch, hidden = 16, 3, 5
-  z = jnp.ones((steps, batch, 4 * hidden), jnp.float32)
-  w_h, bias = 0.1 * jnp.ones((hidden, 4 * hidden)), jnp.full(4 * hidden, 0.1)
-  state = (jnp.zeros((batch, hidden)), jnp.zeros((batch, hidden)))
+  z, w_h, bias, a, b = _gated_args(kind, np.random.default_rng(0), steps, batch, hidden)
+  scan = getattr(recurrences, f"{kind}_scan")
 
   def loss(z, w_h):  # z * 2 and sin(hs) make the loops' buffers temporaries.
-    hs, _ = recurrences.lstm_scan(z * 2.0, w_h, state, bias=bias)
+    hs, _ = _gated_scan(kind, scan, z * 2.0, w_h, bias, a, b)
     return jnp.sum(jnp.sin(hs))
 
   for fn in (loss, jax.grad(loss, argnums=(0, 1))):
     hlo = jax.jit(fn).lower(z, w_h).compile().as_text()
     bodies = _loop_bodies(hlo)
     assert len(bodies) == (1 if fn is loss else 2), hlo
-    copies = re.findall(rf"f32\[{steps},{batch},(?:{hidden}|{4 * hidden})\]\S* copy\(",
+    copies = re.findall(rf"f32\[{steps},{batch},(?:{hidden}|{z.shape[-1]})\]\S* copy\(",
                         "\n".join(bodies))
     assert not copies, f"{len(copies)} copies of a [T, B, *] buffer inside a loop"
 

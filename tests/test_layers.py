@@ -178,7 +178,7 @@ def _cell_loss_and_grads(kind: str, remat: bool, x, unroll: int = 1):
   return value, grads, temp
 
 
-@pytest.mark.parametrize("kind, unroll", [("gru", 1), ("lstm", 2)])
+@pytest.mark.parametrize("kind, unroll", [("gru", 2), ("lstm", 2)])
 def test_remat_same_gradients_less_memory(kind, unroll):
   x = _x((400, 8, 3))
   value, grads, temp = _cell_loss_and_grads(kind, False, x, unroll)
@@ -189,12 +189,13 @@ def test_remat_same_gradients_less_memory(kind, unroll):
   assert temp_r < 0.8 * temp, (temp_r, temp)
 
 
-def test_lstm_backward_stores_less_than_remat():
-  """The LSTM's hand-written backward (unroll 1) keeps h, c and its gates:
-  less than a rematerialised scan, which also keeps its input and output."""
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_gated_backward_stores_less_than_remat(kind):
+  """The LSTM's and GRU's hand-written backward passes (unroll 1) keep the
+  state and gates: less than a rematerialised scan, which keeps its input."""
   x = _x((400, 8, 3))
-  value, grads, temp = _cell_loss_and_grads("lstm", False, x)
-  value_r, grads_r, temp_r = _cell_loss_and_grads("lstm", True, x, unroll=2)
+  value, grads, temp = _cell_loss_and_grads(kind, False, x)
+  value_r, grads_r, temp_r = _cell_loss_and_grads(kind, True, x, unroll=2)
   np.testing.assert_allclose(value, value_r, rtol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
                grads, grads_r)

@@ -23,8 +23,11 @@ SCRIPT = textwrap.dedent("""
 
     if len(sys.argv) > 4:  # coordinator address, number of processes, process id
       parallel.initialize(sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
-    cfg = tiny_config(sys.argv[3], num_steps=6, eval_every=6, checkpoint_every=6)
-    if sys.argv[3] == "indrnn":
+    cell = sys.argv[3]
+    cfg = tiny_config("lstm" if cell == "gru" else cell, num_steps=6, eval_every=6,
+                      checkpoint_every=6)
+    cfg.model.cell = cell
+    if cell == "indrnn":
       cfg.model.norm = "sequence"  # Batch statistics must be global over the mesh.
       cfg.model.bidirectional = True
       cfg.train.precise_bn_batches = 2  # Statistics from the batch-statistics step.
@@ -50,9 +53,9 @@ def _run(tmp_path, devices, cell="indrnn"):
   return np.load(out), float(result.stdout.split()[-1])
 
 
-@pytest.mark.parametrize("cell", ["indrnn", "irnn", "lstm"])
+@pytest.mark.parametrize("cell", ["indrnn", "irnn", "lstm", "gru"])
 def test_four_devices_match_one(tmp_path, cell):
-  """IndRNN (bidirectional, batch norm over the sequence), IRNN and LSTM."""
+  """IndRNN (bidirectional, batch norm over the sequence), IRNN, LSTM and GRU."""
   (one, one_mse), (four, four_mse) = _run(tmp_path, 1, cell), _run(tmp_path, 4, cell)
   assert one.shape == four.shape
   np.testing.assert_allclose(four, one, rtol=1e-4, atol=1e-5)
