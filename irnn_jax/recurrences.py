@@ -75,6 +75,23 @@ def _sums_of_rows(h, sums):
   return (sums[0] + h, sums[1] + h * h) if sums else sums
 
 
+def _index(buffer, t):
+  """buffer[t] for a traced t."""
+  return jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
+
+
+def _previous(buffer, t, initial):
+  """The state before step t: buffer[t - 1], or `initial` at t = 0."""
+  return jnp.where(t == 0, initial, _index(buffer, jnp.maximum(t - 1, 0)))
+
+
+def _recurrent_kernel_grad(h0, hs, das):
+  """dW_h = sum_t h_{t-1}^T da_t over all steps and rows, as one product, for
+  da[T, B, G*H], the gradient of h_{t-1} @ W_h."""
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  return h_prev.reshape(-1, h0.shape[-1]).T @ das.reshape(-1, das.shape[-1])
+
+
 def _forward_loop(z, h0, step, unroll: int, moments: bool):
   """hs[t] = step(z_t, hs[t-1]) for t = 0, ..., T-1, from hs[-1] = h0.
   Returns (hs[T, B, H], sums): sums is (sum of h, sum of h^2) over time and
@@ -89,9 +106,9 @@ def _forward_loop(z, h0, step, unroll: int, moments: bool):
   if unroll == 1:
     def body(t, state):
       h, buffer, sums = state
-      z_t = jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
+      z_t = _index(buffer, t)
       buffer = jax.lax.dynamic_update_index_in_dim(buffer, step(z_t, h), t, 0)
-      h = jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
+      h = _index(buffer, t)
       return h, buffer, _sums_of_rows(h, sums)
 
     _, hs, sums = jax.lax.fori_loop(0, z.shape[0], body, (h0, z, sums))
@@ -117,8 +134,8 @@ def _reverse_loop(hs, dhs, carry, dz_step, unroll: int):
   def body(i, state):
     carry, dzs = state
     t = steps - 1 - i
-    h_t = jax.lax.dynamic_index_in_dim(hs, t, keepdims=False)
-    dh_t = jax.lax.dynamic_index_in_dim(dzs if in_place else dhs, t, keepdims=False)
+    h_t = _index(hs, t)
+    dh_t = _index(dzs if in_place else dhs, t)
     dz_t, carry = dz_step(t, h_t, dh_t, carry)
     return carry, jax.lax.dynamic_update_index_in_dim(dzs, dz_t, t, 0)
 
@@ -151,8 +168,7 @@ def _elementwise_bwd(activation, unroll, moments, residuals, cotangents):
 
   def dz_step(t, h_t, dh_t, carry):
     dz_next, du_rows, dbias_rows = carry
-    h_prev = jnp.where(t == 0, h0, jax.lax.dynamic_index_in_dim(
-        hs, jnp.maximum(t - 1, 0), keepdims=False))
+    h_prev = _previous(hs, t, h0)
     dz_t = (_plus_sums_gradient(dh_t, h_t, dsums) + u * dz_next) * derivative(h_t)
     return dz_t, (dz_t, du_rows + dz_t * h_prev, dbias_rows + dz_t)
 
@@ -223,9 +239,7 @@ def _dense_bwd(activation, unroll, moments, residuals, cotangents):
 
   zeros = jnp.zeros_like(h0)
   dzs, (dh0, dbias_rows) = _reverse_loop(hs, dhs, (zeros, zeros), dz_step, unroll)
-  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
-  hidden = hs.shape[-1]
-  dw = h_prev.reshape(-1, hidden).T @ dzs.reshape(-1, hidden)
+  dw = _recurrent_kernel_grad(h0, hs, dzs)
   return dzs, dw, dbias_rows.sum(axis=0), dh0
 
 
@@ -252,10 +266,6 @@ def dense_scan_autodiff(z: Array, w_h: Array, h0: Array, activation: str = "relu
   """The same recurrence as a lax.scan differentiated by JAX (reference)."""
   act, bias = ACTIVATIONS[activation][0], _bias_or_zeros(bias, h0)
   return _scan_reference(lambda z_t, h: act(z_t + bias + h @ w_h), z, h0, unroll, moments)
-
-
-def _index(buffer, t):
-  return jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
 
 
 def _lstm_forward(z, w_h, bias, h0, c0):
@@ -302,7 +312,7 @@ def _lstm_bwd(residuals, cotangents):
     dh_next, dc_next, das = state
     t = steps - 1 - k
     i, f, g, o = jnp.split(_index(gates, t), 4, axis=-1)
-    c_prev = jnp.where(t == 0, c0, _index(cs, jnp.maximum(t - 1, 0)))
+    c_prev = _previous(cs, t, c0)
     dh = _index(dhs, t) + dh_next
     tanh_c = jnp.tanh(_index(cs, t))
     dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)
@@ -313,8 +323,7 @@ def _lstm_bwd(residuals, cotangents):
 
   dh0, dc0, das = jax.lax.fori_loop(0, steps, body,
                                     (jnp.zeros_like(h0), dc_last, jnp.zeros_like(gates)))
-  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
-  dw = h_prev.reshape(-1, h0.shape[-1]).T @ das.reshape(-1, das.shape[-1])
+  dw = _recurrent_kernel_grad(h0, hs, das)
   dw, dbias = parallel.sum_over_devices((dw, das.sum(axis=(0, 1))))
   return das, dw, dbias, dh0, dc0
 
@@ -401,7 +410,7 @@ def _gru_bwd(residuals, dhs):
     dh_next, dzs = state
     t = steps - 1 - k
     r, u, n = jnp.split(_index(gates, t), 3, axis=-1)
-    h_prev = jnp.where(t == 0, h0, _index(hs, jnp.maximum(t - 1, 0)))
+    h_prev = _previous(hs, t, h0)
     dh = _index(dhs, t) + dh_next
     dzn = dh * (1.0 - u) * (1.0 - n * n)
     dzr = dzn * _index(hns, t) * r * (1.0 - r)
@@ -413,8 +422,7 @@ def _gru_bwd(residuals, dhs):
   dh0, dzs = jax.lax.fori_loop(0, steps, body, (jnp.zeros_like(h0), jnp.zeros_like(gates)))
   das = jnp.concatenate([dzs[..., :2 * hidden], dzs[..., 2 * hidden:] * gates[..., :hidden]],
                         axis=-1)
-  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
-  dw = h_prev.reshape(-1, hidden).T @ das.reshape(-1, 3 * hidden)
+  dw = _recurrent_kernel_grad(h0, hs, das)
   dw, dbias, db_hn = parallel.sum_over_devices(
       (dw, dzs.sum(axis=(0, 1)), das[..., 2 * hidden:].sum(axis=(0, 1))))
   return dzs, dw, dbias, db_hn, dh0
