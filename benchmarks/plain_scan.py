@@ -18,7 +18,7 @@ from irnn_jax import models, optim, tasks
 def init_params(key, config: ml_collections.ConfigDict, input_dim: int,
                 num_outputs: int) -> dict:
   m = config.model
-  u_high = min(models.u_bound(m, config.data.seq_len), 1.0)
+  u_high = min(models.layer_cells(m, config.data.seq_len, 1)[0].u_bound, 1.0)
   params, d = {}, input_dim
   for i in range(m.num_layers):
     key, k_w, k_u = jax.random.split(key, 3)
@@ -58,7 +58,7 @@ def make(config: ml_collections.ConfigDict, task: str, input_dim: int,
   """(initial state, jitted donating step (state, batch) -> state)."""
   m = config.model
   tx = optim.make_optimizer(config.optimizer)
-  u_max = models.u_bound(m, config.data.seq_len)
+  cell = models.layer_cells(m, config.data.seq_len, 1)[0]  # Its constrain bounds u.
   norm = m.norm != "none"
 
   def train_step(state, batch):
@@ -71,7 +71,8 @@ def make(config: ml_collections.ConfigDict, task: str, input_dim: int,
 
     grads = jax.grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
-    params = optim.constrain_u(jax.tree.map(jnp.add, params, updates), m.u_min, u_max)
+    params = jax.tree.map(jnp.add, params, updates)
+    params = {k: cell.constrain(v) if k.startswith("layer_") else v for k, v in params.items()}
     return params, opt_state
 
   params = init_params(jax.random.PRNGKey(config.seed), config, input_dim, num_outputs)

@@ -49,8 +49,7 @@ def step_ms(config, fold_norm: bool = True, case: throughput.Case = CASE) -> flo
   mesh = parallel.data_mesh()
   state = parallel.replicate(
       train.create_train_state(config, model, tx, host_batch["inputs"]), mesh)
-  step = train.make_train_step(config, model, tx, task, config.model.u_min,
-                               models.u_bound(config.model, case.seq_len), mesh=mesh)
+  step = train.make_train_step(config, model, tx, task, mesh=mesh)
   batch = parallel.shard_batch(host_batch, mesh)
   compiled = step.lower(state, batch).compile()
   holder = [state]

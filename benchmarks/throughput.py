@@ -158,7 +158,7 @@ def make_batch(case: Case) -> dict:
 def train_flops(cell: str, layers: int, input_dim: int, hidden: int, seq_len: int,
                 batch: int, num_outputs: int) -> int:
   """Matrix-product FLOPs of one training step (formula in the module docstring)."""
-  gates = cells.NUM_GATES[cell]
+  gates = cells.get(cell).gates
   forward, width = 2 * batch * hidden * num_outputs, input_dim
   for _ in range(layers):
     forward += 2 * seq_len * batch * width * gates * hidden
@@ -254,8 +254,7 @@ def run_irnn_jax(case: Case, config, host_batch, args) -> dict:
   parallel.check_divisible(case.batch, "batch of this case", mesh)
   state = parallel.replicate(
       train.create_train_state(config, model, tx, host_batch["inputs"]), mesh)
-  step = train.make_train_step(config, model, tx, task, config.model.u_min,
-                               models.u_bound(config.model, case.seq_len), mesh=mesh)
+  step = train.make_train_step(config, model, tx, task, mesh=mesh)
   return measure_jax(step, state, parallel.shard_batch(host_batch, mesh),
                      lambda out: out[0], args, mesh.devices.size)
 
@@ -274,7 +273,8 @@ def run_torch(case: Case, config, args) -> dict:
           "batch": case.batch, "layers": case.layers, "hidden": case.hidden,
           "input_dim": input_dim, "num_outputs": num_outputs,
           "norm": config.model.norm != "none",
-          "u_max": models.u_bound(config.model, case.seq_len),
+          "u_max": getattr(models.layer_cells(config.model, case.seq_len, 1)[0], "u_bound",
+                           float("inf")),
           "learning_rate": config.optimizer.learning_rate,
           "clip_global_norm": config.optimizer.clip_global_norm,
           "device": "cuda" if on_gpu else "cpu", "min_seconds": args.min_seconds,

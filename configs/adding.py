@@ -32,13 +32,13 @@ def get_config(variant: str = "indrnn"):
   if cell == "indrnn":  # Li et al. 2018: 2 layers of 128, |u| <= 2^(1/T).
     c.model.num_layers = 2
     c.model.hidden_size = 128
-    c.model.u_max_magnitude = 2.0
-    c.model.last_layer_u = "near_one"
+    c.model.cells.indrnn.max_magnitude = 2.0
+    c.model.cells.indrnn.last_layer_u = "near_one"
     c.optimizer.clip_global_norm = 10.0
   elif cell == "irnn":  # Le et al. 2015: 100 units, W_h = I, W_x ~ N(0, 0.001).
     c.model.num_layers = 1
     c.model.hidden_size = 100
-    c.model.identity_scale = 1.0
+    c.model.cells.irnn.identity_scale = 1.0
     c.model.input_std = 0.001
     c.optimizer.clip_global_norm = 1.0
   else:  # LSTM and tanh RNN baselines: 1 layer of 128.

@@ -5,10 +5,10 @@
 
 data.seq_len follows data.patch_size. The default variant, rnn, is a tanh RNN
 of 128 units trained with RMSprop 2e-4; the others (irnn, indrnn, res_indrnn,
-lstm) are as in irnn_jax/mnist_configs.py. "_paper" gives the long budget.
+lstm) are as in configs/common/mnist.py. "_paper" gives the long budget.
 """
 
-from irnn_jax import mnist_configs
+from configs.common import mnist as mnist_configs
 
 
 def get_config(variant: str = "rnn"):

@@ -4,11 +4,12 @@
       --workdir=runs/perm_mnist --config.data.permutation_seed=0
 
 The permutation is saved as workdir/permutation.npy and reused on resume.
-Variants (see irnn_jax/mnist_configs.py): irnn, indrnn, res_indrnn, lstm, rnn,
+Variants (see configs/common/mnist.py): irnn, indrnn, res_indrnn, lstm, rnn,
 each with an optional "_paper" suffix.
 """
 
-from irnn_jax import mnist_configs, sweeps
+from configs.common import mnist as mnist_configs
+from irnn_jax import sweeps
 
 
 def get_config(variant: str = "indrnn"):

@@ -5,14 +5,14 @@ files, which are then spelled out into the same characters in memory:
   python -m experiments.main --config=configs/ptb_char.py:indrnn --workdir=runs/ptb_char
   python -m experiments.sample --workdir=runs/ptb_char --length=500 --prime="the "
 
-Variants (see irnn_jax/ptb_configs.py): indrnn (default: 3 x 512, T = 100,
+Variants (see configs/common/ptb.py): indrnn (default: 3 x 512, T = 100,
 batch 32 at CPU size; 6 x 2000, T = 50, batch 128 with _paper), res_indrnn,
 dense_indrnn, lstm; "_paper" for the paper's sizes. --config.data.dir points
 elsewhere; --config.data.seq_len=150 is the paper's longer window.
 Metrics: valid/bpc and test/bpc (loss / ln 2).
 """
 
-from irnn_jax import ptb_configs
+from configs.common import ptb as ptb_configs
 
 
 def get_config(variant: str = "indrnn"):

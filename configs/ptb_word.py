@@ -4,14 +4,14 @@
   python -m experiments.sample --workdir=runs/ptb_word --length=100 --prime="the company"
 
 Reads ptb.{train,valid,test}.txt from --config.data.dir (default
-../shared/data/ptb). Variants (see irnn_jax/ptb_configs.py): indrnn (default:
+../shared/data/ptb). Variants (see configs/common/ptb.py): indrnn (default:
 3 x 256, T = 35, batch 32 at CPU size), res_indrnn (paper: 11 x 2000,
 embedding 600, T = 50, batch 128 with _paper), dense_indrnn, lstm.
 model.embed_size sets the embedding width (0 = hidden_size).
 Metrics: valid/perplexity and test/perplexity (exp of the loss per word).
 """
 
-from irnn_jax import ptb_configs
+from configs.common import ptb as ptb_configs
 
 
 def get_config(variant: str = "indrnn"):

@@ -5,14 +5,16 @@
   python -m experiments.predict --workdir=runs/renet_mnist --output=test.csv
 
 Variants: indrnn (default), irnn, lstm, gru: the cell inside the spatial
-blocks (sizes in irnn_jax/renet_configs.py). Without suffix a CPU-sized run:
+blocks (sizes in configs/common/renet.py). Without suffix a CPU-sized run:
 7000 steps of 64 (8 epochs), lr x0.1 after 5000. "_paper" trains the larger
 model for 30 epochs. Images are the MNIST "image" view, [28, 28, 1];
 --config.data.pad_to=32 zero-pads them, for patches larger than 1x1:
   --config.data.pad_to=32 --config.model.patch_sizes="(2, 1)"
 """
 
-from irnn_jax import configlib, mnist_configs, renet_configs
+from configs.common import mnist as mnist_configs
+from configs.common import renet as renet_configs
+from irnn_jax import configlib
 
 
 def get_config(variant: str = "indrnn"):

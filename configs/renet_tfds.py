@@ -5,12 +5,13 @@
 
 The variant is the TFDS name; the data must be prepared in the array_record
 format (see irnn_jax/data/tfds_images.py); nothing is downloaded. The model is
-the CPU-sized IndRNN ReNet of irnn_jax/renet_configs.py (--config.model.cell=
+the CPU-sized IndRNN ReNet of configs/common/renet.py (--config.model.cell=
 irnn | lstm | gru to change the cell); 20 epochs of 45,000 images at batch 64
 for CIFAR-10, lr x0.1 after 14. Images are standardised per channel.
 """
 
-from irnn_jax import configlib, renet_configs
+from configs.common import renet as renet_configs
+from irnn_jax import configlib
 from irnn_jax.data import tfds_images
 
 

@@ -2,11 +2,11 @@
 
   python -m experiments.main --config=configs/row_mnist.py:indrnn --workdir=runs/row_mnist
 
-Variants (see irnn_jax/mnist_configs.py): irnn, indrnn, res_indrnn, lstm, rnn,
+Variants (see configs/common/mnist.py): irnn, indrnn, res_indrnn, lstm, rnn,
 each with an optional "_paper" suffix. The IndRNN bound is 2^(1/28) here.
 """
 
-from irnn_jax import mnist_configs
+from configs.common import mnist as mnist_configs
 
 
 def get_config(variant: str = "indrnn"):

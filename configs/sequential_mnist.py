@@ -3,13 +3,14 @@
   python -m experiments.main --config=configs/sequential_mnist.py:indrnn \
       --workdir=runs/seq_mnist
 
-Variants (see irnn_jax/mnist_configs.py): irnn, indrnn, res_indrnn, lstm, rnn,
+Variants (see configs/common/mnist.py): irnn, indrnn, res_indrnn, lstm, rnn,
 each with an optional "_paper" suffix for the paper-sized budget.
 The data: the four IDX files in --config.data.dir (default ../shared/data/mnist)
 or the TFDS mnist data set (--config.data.source=tfds).
 """
 
-from irnn_jax import mnist_configs, sweeps
+from configs.common import mnist as mnist_configs
+from irnn_jax import sweeps
 
 
 def get_config(variant: str = "indrnn"):

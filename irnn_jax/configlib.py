@@ -13,14 +13,42 @@ from irnn_jax import cells, layers, models
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "step", "plateau")
-LAST_LAYER_U = ("same", "near_one", "one")
+# Fields of config.model before each cell's options moved to config.model.cells:
+# old name -> name in the section of every cell that has it.
+_OLD_CELL_FIELDS = {
+    "identity_scale": "identity_scale", "recurrent_init": "recurrent_init",
+    "recurrent_std": "recurrent_std", "forget_bias": "forget_bias", "u_init": "u_init",
+    "u_low": "u_low", "u_high": "u_high", "u_value": "u_value",
+    "u_max_magnitude": "max_magnitude", "u_min": "min_magnitude",
+    "last_layer_u": "last_layer_u", "last_layer_u_eps": "last_layer_u_eps",
+}
+
+
+def _upgrade(saved: dict) -> dict:
+  """A config.json written before config.model.cells, in today's layout."""
+  model = saved.get("model", {})
+  if "cells" in model:
+    return saved
+  model = dict(model)
+  sections = {name: {} for name in cells.names()}
+  for old, new in _OLD_CELL_FIELDS.items():
+    if old in model:
+      value = model.pop(old)
+      for name, section in sections.items():
+        if new in cells.get(name).option_names():
+          section[new] = value
+  activation = model.pop("activation", "")
+  if activation and "activation" in cells.get(model.get("cell", "indrnn")).option_names():
+    sections[model.get("cell", "indrnn")]["activation"] = activation
+  model["cells"] = sections
+  return {**saved, "model": model}
 
 
 def load_saved(path: str) -> ml_collections.ConfigDict:
   """A run's config.json over base_config(): fields added to the code after
   the run was written take their defaults, so older runs still load."""
   with open(path) as f:
-    saved = json.load(f)
+    saved = _upgrade(json.load(f))
   config = base_config()
   config.update(saved)
   return config
@@ -39,7 +67,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_examples = 1000
 
   m = c.model = ml_collections.ConfigDict()
-  m.cell = "indrnn"  # One of cells.CELL_KINDS.
+  m.arch = "recurrent"  # recurrent (a stack with a readout) | renet (images)
+  m.cell = "indrnn"  # A registered cell: irnn_jax.cells.names().
+  # Each cell's own hyperparameters, with the defaults its class declares:
+  # config.model.cells.indrnn.max_magnitude, config.model.cells.irnn.identity_scale, ...
+  m.cells = ml_collections.ConfigDict(
+      {name: cells.get(name).default_options() for name in cells.names()})
   m.hidden_size = 128
   m.num_layers = 2
   m.connection = "plain"  # plain | residual | dense
@@ -48,27 +81,19 @@ def base_config() -> ml_collections.ConfigDict:
   m.norm = "none"  # none | sequence (stats over time and batch) | per_step
   m.norm_position = "post"  # pre: on W x, before the activation; post: on h.
   m.dropout = 0.0  # One mask per sequence, shared over time.
-  m.activation = ""  # "" -> relu for IRNN/IndRNN, tanh for rnn.
-  m.input_init = "normal"  # normal (N(0, input_std)) | glorot
+  m.input_init = "normal"  # Input kernels: normal (N(0, input_std)) | glorot
   m.input_std = 0.001
-  m.identity_scale = 1.0  # IRNN: W_h = scale * I.
-  m.recurrent_init = "orthogonal"  # rnn/lstm/gru: orthogonal | normal
-  m.recurrent_std = 0.01
-  m.u_init = "uniform"  # IndRNN: uniform U(u_low, u_high) | constant u_value
-  m.u_low = 0.0
-  m.u_high = config_dict.placeholder(float)  # None -> min(1, MAG^(1/T)).
-  m.u_value = 1.0
-  m.u_max_magnitude = 0.0  # MAG: |u| <= MAG^(1/T) after every update; 0 = off.
-  m.u_min = 0.0  # Lower bound on |u| after every update.
-  m.last_layer_u = "same"  # same | near_one (U(1-eps, 1+eps)) | one
-  m.last_layer_u_eps = config_dict.placeholder(float)  # None -> 1 - 2^(-1/T).
-  m.forget_bias = 1.0
   m.embed_size = 0  # Language models: 0 -> hidden_size.
-  m.unroll = 1  # lax.scan unroll factor.
+  m.unroll = 1  # Time steps per loop iteration (lax.scan unroll).
   m.remat = False  # LSTM and GRU with unroll > 1: recompute each scan step in
   # the backward pass, so only the state is stored per step, not the gates. At
   # unroll 1 every cell's backward pass is hand-written: IndRNN, IRNN and tanh
   # RNN store only h, LSTM and GRU the state and gates (less than with remat).
+  # arch = "renet" (spatial.py): the conv stem and the spatial RNN blocks.
+  m.conv_channels = (32, 64)  # Stem: a conv, batch norm, relu and pool each.
+  m.conv_kernel = 3
+  m.pool = 2  # Max-pool window and stride after each stem conv; 1 = none.
+  m.patch_sizes = (1, 1)  # One spatial block each: int or [ph, pw]; len = num_layers.
 
   o = c.optimizer = ml_collections.ConfigDict()
   o.name = "adam"  # sgd | adam | rmsprop
@@ -131,23 +156,21 @@ def _require_choice(cfg, field: str, prefix: str, choices):
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raise ValueError naming the first bad field."""
   m, o, s, t = config.model, config.optimizer, config.schedule, config.train
-  _require_choice(m, "cell", "model", cells.CELL_KINDS)
+  _require_choice(m, "arch", "model", models.ARCHS)
+  _require_choice(m, "cell", "model", cells.names())
+  for name, options in m.cells.items():
+    if name not in cells.names():
+      raise ValueError(f"config.model.cells.{name}: no cell is registered as {name!r}; "
+                       f"registered: {cells.names()}")
+    cells.get(name).check_options(options, f"config.model.cells.{name}")
   _require_choice(m, "connection", "model", models.CONNECTIONS)
   _require_choice(m, "norm", "model", layers.NORMS)
   _require_choice(m, "norm_position", "model", layers.NORM_POSITIONS)
-  _require_choice(m, "last_layer_u", "model", LAST_LAYER_U)
-  _require_choice(m, "u_init", "model", ("uniform", "constant"))
-  _require_choice(m, "input_init", "model", ("normal", "glorot"))
-  _require_choice(m, "recurrent_init", "model", ("orthogonal", "normal"))
-  if m.activation and m.activation not in cells.ACTIVATIONS:
-    raise ValueError(f"config.model.activation: unknown value {m.activation!r}; "
-                     f"choose from {tuple(cells.ACTIVATIONS)}")
+  _require_choice(m, "input_init", "model", cells.base.INPUT_INITS)
   for field in ("hidden_size", "num_layers", "block_size", "unroll"):
     require_positive(m, field, "model")
   if not 0.0 <= m.dropout < 1.0:
     raise ValueError(f"config.model.dropout must be in [0, 1), got {m.dropout}")
-  if m.u_max_magnitude < 0 or m.u_min < 0:
-    raise ValueError("config.model.u_max_magnitude and u_min must be >= 0")
   _require_choice(o, "name", "optimizer", OPTIMIZERS)
   require_positive(o, "learning_rate", "optimizer")
   for field in ("weight_decay", "clip_global_norm", "clip_value", "momentum"):

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from irnn_jax import parallel, recurrences
-from irnn_jax.cells import CellSpec, RecurrentCell
+from irnn_jax.cells import RecurrentCellBase
 
 NORMS = ("none", "sequence", "per_step")
 NORM_POSITIONS = ("pre", "post")
@@ -120,12 +120,15 @@ def batch_norm(kind: str, name: str):
 class RecurrentLayer(nn.Module):
   """A recurrent layer over time-major x[T, B, D] -> (h[T, B, H or 2H], states).
 
+  `cell` is an unbound cell (`irnn_jax.cells`); each direction runs a copy of
+  it, named "forward" and "backward".
+
   norm_position "pre" normalises the input projection, before the recurrence
   and its activation; "post" normalises the layer output. Dropout uses one mask
   per sequence, shared by all time steps. `states` is a tuple with one state
   per direction.
   """
-  spec: CellSpec
+  cell: RecurrentCellBase
   norm: str = "none"
   norm_position: str = "post"
   dropout: float = 0.0
@@ -145,7 +148,7 @@ class RecurrentLayer(nn.Module):
     loop_sums = train and self.norm == "sequence" and self.norm_position == "post"
     outputs, finals, sums = [], [], []
     for i, direction in enumerate(directions):
-      cell = RecurrentCell(self.spec, name=direction)
+      cell = self.cell.copy(name=direction)
       reverse = direction == "backward"
       z, bias = cell.project(x[::-1] if reverse else x, x_scale, x_shift)
       if pre_norm:
@@ -166,3 +169,10 @@ class RecurrentLayer(nn.Module):
     if self.dropout > 0:
       h = nn.Dropout(self.dropout, broadcast_dims=(0,))(h, deterministic=not train)
     return h, tuple(finals)
+
+
+def constrain_directions(cell: RecurrentCellBase, params: dict) -> dict:
+  """`cell.constrain` applied to the parameters of each direction of a
+  RecurrentLayer (`params` is the layer's subtree)."""
+  return {k: cell.constrain(v) if k in ("forward", "backward") else v
+          for k, v in params.items()}

@@ -2,16 +2,15 @@
 and the ReNet image classifier (spatial.py); `build_model` picks one by
 config.model.arch."""
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from irnn_jax import spatial
-from irnn_jax.cells import CellSpec
-from irnn_jax.layers import PendingNorm, RecurrentLayer, can_fold_norm
+from irnn_jax import cells, spatial
+from irnn_jax.cells import RecurrentCellBase
+from irnn_jax.layers import PendingNorm, RecurrentLayer, can_fold_norm, constrain_directions
 
 ARCHS = ("recurrent", "renet")
 CONNECTIONS = ("plain", "residual", "dense")
@@ -19,8 +18,8 @@ READOUTS = ("last", "all")
 
 
 class RecurrentStack(nn.Module):
-  """Recurrent layers over time-major x[T, B, D]; `specs` has one CellSpec per
-  recurrent layer, in the order they are applied.
+  """Recurrent layers over time-major x[T, B, D]; `cells` has one unbound cell
+  per recurrent layer, in the order they are applied.
 
   plain:    h = layer_n(...layer_1(x)).
   residual: layer 1 maps D -> H; then blocks of `block_size` layers, each
@@ -34,7 +33,7 @@ class RecurrentStack(nn.Module):
   layer leaves its norm to the next layer's input projection (`PendingNorm`),
   and the stack returns a PendingNorm; `fold_norm=False` turns this off.
   """
-  specs: tuple[CellSpec, ...]
+  cells: tuple[RecurrentCellBase, ...]
   connection: str = "plain"
   block_size: int = 2
   norm: str = "none"
@@ -44,12 +43,12 @@ class RecurrentStack(nn.Module):
   fold_norm: bool = True
 
   def _layer(self, index: int) -> RecurrentLayer:
-    return RecurrentLayer(self.specs[index], self.norm, self.norm_position,
+    return RecurrentLayer(self.cells[index], self.norm, self.norm_position,
                           self.dropout, self.bidirectional, name=f"layer_{index}")
 
   @nn.compact
   def __call__(self, x, states: Any = None, *, train: bool):
-    states = states or (None,) * len(self.specs)
+    states = states or (None,) * len(self.cells)
     finals = []
 
     def run(index, inputs, defer_norm=False):
@@ -62,28 +61,34 @@ class RecurrentStack(nn.Module):
              and can_fold_norm(self.norm, self.norm_position, self.dropout))
     h = run(0, x, defer)
     if self.connection == "plain":
-      for i in range(1, len(self.specs)):
+      for i in range(1, len(self.cells)):
         h = run(i, h, defer)
     elif self.connection == "residual":
-      for start in range(1, len(self.specs), self.block_size):
+      for start in range(1, len(self.cells), self.block_size):
         block_input = h
-        for i in range(start, min(start + self.block_size, len(self.specs))):
+        for i in range(start, min(start + self.block_size, len(self.cells))):
           h = run(i, h)
         h = h + block_input
     elif self.connection == "dense":
       features, index = [h], 1
-      while index < len(self.specs):
-        block_end = min(index + self.block_size, len(self.specs))
+      while index < len(self.cells):
+        block_end = min(index + self.block_size, len(self.cells))
         for index in range(index, block_end):
           features.append(run(index, jnp.concatenate(features, axis=-1)))
         index = block_end
-        if index < len(self.specs):  # Transition layer.
+        if index < len(self.cells):  # Transition layer.
           features = [run(index, jnp.concatenate(features, axis=-1))]
           index += 1
       h = jnp.concatenate(features, axis=-1)
     else:
       raise ValueError(f"unknown connection {self.connection!r}")
     return h, tuple(finals)
+
+  @nn.nowrap
+  def constrain(self, params: dict) -> dict:
+    """Every cell's `constrain` on its parameters (after an optimizer update)."""
+    return {**params, **{f"layer_{i}": constrain_directions(cell, params[f"layer_{i}"])
+                         for i, cell in enumerate(self.cells)}}
 
 
 class SequenceModel(nn.Module):
@@ -103,7 +108,7 @@ class SequenceModel(nn.Module):
   def __call__(self, inputs, states: Any = None, *, train: bool):
     x = inputs
     if self.vocab_size:
-      x = nn.Embed(self.vocab_size, self.embed_size or self.stack.specs[0].hidden_size,
+      x = nn.Embed(self.vocab_size, self.embed_size or self.stack.cells[0].features,
                    name="embed")(x)
     h, finals = self.stack(jnp.swapaxes(x, 0, 1), states, train=train)
     if self.readout == "last":  # Normalise only the step the readout reads.
@@ -114,39 +119,22 @@ class SequenceModel(nn.Module):
       h = jnp.swapaxes(h, 0, 1)
     return nn.Dense(self.num_outputs, name="head")(h), finals
 
+  @nn.nowrap
+  def constrain(self, params: dict) -> dict:
+    """The parameters projected by every cell's `constrain`; the training loop
+    calls this after every optimizer update."""
+    return {**params, "stack": self.stack.constrain(params["stack"])}
 
-def u_bound(model_cfg: ml_collections.ConfigDict, seq_len: int) -> float:
-  """Upper bound on |u|: MAG^(1/T), or infinity when no MAG is set."""
-  if model_cfg.u_max_magnitude > 0:
-    return float(model_cfg.u_max_magnitude) ** (1.0 / seq_len)
-  return float("inf")
 
-
-def cell_specs(model_cfg: ml_collections.ConfigDict, seq_len: int,
-               num_cells: int) -> tuple[CellSpec, ...]:
-  """One CellSpec per recurrent layer; the last follows `last_layer_u`."""
+def layer_cells(model_cfg: ml_collections.ConfigDict, seq_len: int,
+                num_layers: int) -> tuple[RecurrentCellBase, ...]:
+  """One unbound cell per recurrent layer: config.model.cell with its options
+  config.model.cells.<cell>, built for sequences of `seq_len` steps."""
   m = model_cfg
-  bound = u_bound(m, seq_len)
-  u_high = m.u_high if m.u_high is not None else min(bound, 1.0)
-  base = CellSpec(
-      kind=m.cell, hidden_size=m.hidden_size, activation=m.activation,
-      input_init=m.input_init, input_std=m.input_std,
-      identity_scale=m.identity_scale, recurrent_init=m.recurrent_init,
-      recurrent_std=m.recurrent_std, u_init=m.u_init, u_low=m.u_low,
-      u_high=u_high, u_value=m.u_value, forget_bias=m.forget_bias,
-      unroll=m.unroll, remat=m.remat)
-  if m.last_layer_u == "same":
-    last = base
-  elif m.last_layer_u == "near_one":
-    # Default eps keeps u^T >= 1/2: the last layer remembers the whole sequence.
-    eps = m.last_layer_u_eps if m.last_layer_u_eps is not None else 1.0 - 0.5 ** (1.0 / seq_len)
-    last = dataclasses.replace(base, u_init="uniform", u_low=1.0 - eps,
-                               u_high=min(1.0 + eps, bound))
-  elif m.last_layer_u == "one":
-    last = dataclasses.replace(base, u_init="constant", u_value=min(1.0, bound))
-  else:
-    raise ValueError(f"config.model.last_layer_u: unknown rule {m.last_layer_u!r}")
-  return (base,) * (num_cells - 1) + (last,)
+  cell = cells.get(m.cell)(
+      features=m.hidden_size, input_init=m.input_init, input_std=m.input_std,
+      unroll=m.unroll, remat=m.remat, seq_len=seq_len, **m.cells[m.cell].to_dict())
+  return tuple(cell.for_layer(i, num_layers) for i in range(num_layers))
 
 
 def num_recurrent_layers(model_cfg: ml_collections.ConfigDict) -> int:
@@ -184,7 +172,7 @@ def build_renet(model_cfg: ml_collections.ConfigDict, *, seq_len: int,
   if not all(isinstance(c, int) and c > 0 for c in channels):
     raise ValueError(f"config.model.conv_channels must be positive ints, got {channels}")
   return spatial.ReNetClassifier(
-      specs=cell_specs(m, seq_len, len(patches)), patches=patches,
+      cells=layer_cells(m, seq_len, len(patches)), patches=patches,
       num_classes=num_outputs, conv_channels=channels, conv_kernel=m.conv_kernel,
       pool=m.pool, norm=m.norm, norm_position=m.norm_position, dropout=m.dropout)
 
@@ -204,7 +192,7 @@ def build_model(model_cfg: ml_collections.ConfigDict, *, seq_len: int,
   if arch != "recurrent":
     raise ValueError(f"config.model.arch: unknown value {arch!r}; choose from {ARCHS}")
   stack = RecurrentStack(
-      specs=cell_specs(m, seq_len, num_recurrent_layers(m)),
+      cells=layer_cells(m, seq_len, num_recurrent_layers(m)),
       connection=m.connection, block_size=m.block_size, norm=m.norm,
       norm_position=m.norm_position, dropout=m.dropout,
       bidirectional=m.bidirectional)

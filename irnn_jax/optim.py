@@ -1,4 +1,4 @@
-"""Optimizer, learning-rate schedule, weight-decay mask and the IndRNN u bound."""
+"""Optimizer, learning-rate schedule and weight-decay mask."""
 
 import jax
 import jax.numpy as jnp
@@ -18,20 +18,6 @@ def weight_decay_mask(params):
   False for IndRNN `u`, biases and norm scales."""
   return jax.tree_util.tree_map_with_path(
       lambda path, _: _leaf_name(path) in DECAYED_PARAMS, params)
-
-
-def constrain_u(params, u_min: float, u_max: float):
-  """Project every IndRNN `u` onto u_min <= |u| <= u_max, keeping its sign."""
-  if u_min <= 0 and u_max == float("inf"):
-    return params
-
-  def project(path, leaf):
-    if _leaf_name(path) != "u":
-      return leaf
-    magnitude = jnp.clip(jnp.abs(leaf), u_min, u_max)
-    return jnp.where(leaf < 0, -magnitude, magnitude)
-
-  return jax.tree_util.tree_map_with_path(project, params)
 
 
 def _core(opt: ml_collections.ConfigDict, learning_rate):

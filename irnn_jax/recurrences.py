@@ -355,14 +355,19 @@ def lstm_scan_autodiff(z: Array, w_h: Array, state: tuple[Array, Array], unroll:
   z = z if bias is None else z + bias
 
   def step(carry, z_t):
-    h, c = carry
-    i, f, g, o = jnp.split(z_t + h @ w_h, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return (h, c), h
+    carry = lstm_step(z_t, w_h, carry)
+    return carry, carry[0]
 
   final, hs = _scan(step, state, z, unroll, remat=remat)
   return hs, final
+
+
+def lstm_step(z_t: Array, w_h: Array, state: tuple[Array, Array]) -> tuple[Array, Array]:
+  """One LSTM step from z_t = W x_t + b [B, 4H] (gates i, f, g, o): (h, c)."""
+  h, c = state
+  i, f, g, o = jnp.split(z_t + h @ w_h, 4, axis=-1)
+  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
 
 def _gru_forward(z, w_h, bias, b_hn, h0):
@@ -454,13 +459,18 @@ def gru_scan_autodiff(z: Array, w_h: Array, b_hn: Array, h0: Array, unroll: int 
   z = z if bias is None else z + bias
 
   def step(h, z_t):
-    zr, zu, zn = jnp.split(z_t, 3, axis=-1)
-    hr, hu, hn = jnp.split(h @ w_h, 3, axis=-1)
-    r = jax.nn.sigmoid(zr + hr)
-    update = jax.nn.sigmoid(zu + hu)
-    n = jnp.tanh(zn + r * (hn + b_hn))
-    h = (1.0 - update) * n + update * h
+    h = gru_step(z_t, w_h, b_hn, h)
     return h, h
 
   h_final, hs = _scan(step, h0, z, unroll, remat=remat)
   return hs, h_final
+
+
+def gru_step(z_t: Array, w_h: Array, b_hn: Array, h: Array) -> Array:
+  """One GRU step from z_t = W x_t + b [B, 3H] (gates r, u, n): the new h."""
+  zr, zu, zn = jnp.split(z_t, 3, axis=-1)
+  hr, hu, hn = jnp.split(h @ w_h, 3, axis=-1)
+  r = jax.nn.sigmoid(zr + hr)
+  update = jax.nn.sigmoid(zu + hu)
+  n = jnp.tanh(zn + r * (hn + b_hn))
+  return (1.0 - update) * n + update * h

@@ -13,8 +13,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from irnn_jax import parallel
-from irnn_jax.cells import CellSpec
-from irnn_jax.layers import BN_MOMENTUM, RecurrentLayer
+from irnn_jax.cells import RecurrentCellBase
+from irnn_jax.layers import BN_MOMENTUM, RecurrentLayer, constrain_directions
 
 
 def split_patches(x, ph: int, pw: int):
@@ -63,14 +63,14 @@ def sequences_to_rows(seq, batch: int):
 class SpatialRNN(nn.Module):
   """x[B, H, W, C] -> [B, H/ph, W/pw, 2*hidden]: a vertical bidirectional sweep
   over the patch columns, then a horizontal one over the rows of its output.
-  Both sweeps use cells of `spec`; `norm`, `norm_position` as in RecurrentLayer."""
-  spec: CellSpec
+  Both sweeps use copies of `cell`; `norm`, `norm_position` as in RecurrentLayer."""
+  cell: RecurrentCellBase
   patch: tuple[int, int] = (2, 2)
   norm: str = "none"
   norm_position: str = "post"
 
   def _layer(self, name: str) -> RecurrentLayer:
-    return RecurrentLayer(self.spec, self.norm, self.norm_position,
+    return RecurrentLayer(self.cell, self.norm, self.norm_position,
                           bidirectional=True, name=name)
 
   @nn.compact
@@ -87,11 +87,11 @@ class ReNetClassifier(nn.Module):
   """images[B, H, W, C] -> (logits[B, num_classes], ()).
 
   Stem: per entry of `conv_channels`, a k x k conv (no bias), batch norm, relu
-  and a `pool` x `pool` max-pool. Then one SpatialRNN per entry of `specs`
+  and a `pool` x `pool` max-pool. Then one SpatialRNN per entry of `cells`
   (with the patch of `patches`), each followed by dropout and batch norm; a
   1x1 conv to the classes and a global average pool.
   """
-  specs: Sequence[CellSpec]
+  cells: Sequence[RecurrentCellBase]
   patches: Sequence[tuple[int, int]]
   num_classes: int
   conv_channels: Sequence[int] = (32,)
@@ -114,11 +114,22 @@ class ReNetClassifier(nn.Module):
       x = nn.relu(bn(f"conv_{i}_norm")(x))
       if self.pool > 1:
         x = nn.max_pool(x, (self.pool,) * 2, strides=(self.pool,) * 2)
-    for i, (spec, patch) in enumerate(zip(self.specs, self.patches)):
-      x = SpatialRNN(spec, tuple(patch), self.norm, self.norm_position,
+    for i, (cell, patch) in enumerate(zip(self.cells, self.patches)):
+      x = SpatialRNN(cell, tuple(patch), self.norm, self.norm_position,
                      name=f"renet_{i}")(x, train=train)
       if self.dropout > 0:
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
       x = bn(f"renet_{i}_norm")(x)
     x = nn.Conv(self.num_classes, (1, 1), name="classifier")(x)
     return jnp.mean(x, axis=(1, 2)), ()
+
+  @nn.nowrap
+  def constrain(self, params: dict) -> dict:
+    """Every cell's `constrain` on its parameters (after an optimizer update)."""
+    params = dict(params)
+    for i, cell in enumerate(self.cells):
+      block = dict(params[f"renet_{i}"])
+      for sweep in ("vertical", "horizontal"):
+        block[sweep] = constrain_directions(cell, block[sweep])
+      params[f"renet_{i}"] = block
+    return params

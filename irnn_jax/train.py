@@ -85,10 +85,11 @@ def _per_device(fn, mesh, in_specs, out_specs):
   return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
 
 
-def make_train_step(config, model, tx, task: str, u_min: float, u_max: float,
-                    carry_state: bool = False, mesh=None) -> Callable:
-  """(state, batch) -> (state, metrics): one optax update, skipped when the
-  loss or any gradient is not finite. With `carry_state` the batch starts
+def make_train_step(config, model, tx, task: str, carry_state: bool = False,
+                    mesh=None) -> Callable:
+  """(state, batch) -> (state, metrics): one optax update, then the model's
+  parameter constraints (`model.constrain`); skipped when the loss or any
+  gradient is not finite. With `carry_state` the batch starts
   from state.carry and leaves its final states there (no gradient flows
   between batches; a skipped update restarts them at zero). On a `mesh` of
   several devices the forward and backward pass run as a per-device map over
@@ -128,7 +129,7 @@ def make_train_step(config, model, tx, task: str, u_min: float, u_max: float,
     lr = optim.base_learning_rate(config, state.step) * state.lr_scale
     opt_state = optim.set_learning_rate(state.opt_state, lr)
     updates, opt_state = tx.update(grads, opt_state, state.params)
-    params = optim.constrain_u(optax.apply_updates(state.params, updates), u_min, u_max)
+    params = model.constrain(optax.apply_updates(state.params, updates))
     keep_new = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     bad_streak = jnp.where(finite, 0, state.bad_streak + 1)
     carry = state.carry
@@ -319,9 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                config.model.cell, param_count, mesh.devices.size, dataset.task,
                start_step, t.num_steps)
 
-  u_max = models.u_bound(config.model, dataset.seq_len)
-  train_step = make_train_step(config, model, tx, dataset.task,
-                               config.model.u_min, u_max, carry_state, mesh)
+  train_step = make_train_step(config, model, tx, dataset.task, carry_state, mesh)
   eval_step = make_eval_step(model, dataset.task, mesh)
   batch_stats_step = make_batch_stats_step(model, mesh)
   writer = MetricWriter(workdir, start_step, active=parallel.is_main_process())

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from irnn_jax.cells import CELL_KINDS, CellSpec, RecurrentCell
+from irnn_jax import cells
+
+CELL_KINDS = cells.names()
 
 
 def sigmoid(x):
@@ -45,21 +47,20 @@ def reference_loop(kind, p, x, state=None):
   return np.stack(outputs)
 
 
-def _spec(kind, **kw):
-  # Larger input weights than the papers' 0.001 so the test exercises the nonlinearity.
-  defaults = dict(kind=kind, hidden_size=6, input_std=0.5, identity_scale=0.9,
-                  u_low=-1.0, u_high=1.0)
-  defaults.update(kw)
-  return CellSpec(**defaults)
+def _cell(kind, **fields):
+  """A small cell with larger input weights than the papers' 0.001, so that
+  the test exercises the nonlinearity."""
+  own = {"irnn": dict(identity_scale=0.9), "indrnn": dict(u_low=-1.0, u_high=1.0)}
+  return cells.get(kind)(**{"features": 6, "input_std": 0.5, **own.get(kind, {}), **fields})
 
 
 @pytest.mark.parametrize("kind", CELL_KINDS)
 @pytest.mark.parametrize("unroll", [1, 3])
 def test_scan_matches_python_loop(kind, unroll):
   x = np.random.default_rng(0).normal(size=(9, 4, 3)).astype(np.float32)
-  cell = RecurrentCell(_spec(kind, unroll=unroll))
-  params = cell.init(jax.random.PRNGKey(1), x)["params"]
-  hs, final = cell.apply({"params": params}, x)
+  cell = _cell(kind, unroll=unroll)
+  params = cell.init(jax.random.PRNGKey(1), x, method="over_sequence")["params"]
+  hs, final = cell.apply({"params": params}, x, method="over_sequence")
   expected = reference_loop(kind, params, x.astype(np.float64))
   np.testing.assert_allclose(np.asarray(hs), expected, rtol=1e-5, atol=1e-5)
   last = final[0] if kind == "lstm" else final
@@ -68,10 +69,10 @@ def test_scan_matches_python_loop(kind, unroll):
 
 def test_initial_state_is_used():
   x = np.random.default_rng(0).normal(size=(5, 2, 3)).astype(np.float32)
-  cell = RecurrentCell(_spec("irnn"))
-  params = cell.init(jax.random.PRNGKey(0), x)["params"]
+  cell = _cell("irnn")
+  params = cell.init(jax.random.PRNGKey(0), x, method="over_sequence")["params"]
   h0 = np.abs(np.random.default_rng(1).normal(size=(2, 6))).astype(np.float32)
-  hs, _ = cell.apply({"params": params}, x, h0)
+  hs, _ = cell.apply({"params": params}, x, h0, method="over_sequence")
   np.testing.assert_allclose(np.asarray(hs), reference_loop("irnn", params, x, h0),
                              rtol=1e-5, atol=1e-5)
 
@@ -82,12 +83,12 @@ def test_gradients_match_finite_differences(kind):
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.normal(size=(6, 3, 2)))
     weights = jnp.asarray(rng.normal(size=(6, 3, 5)))
-    cell = RecurrentCell(_spec(kind, hidden_size=5))
+    cell = _cell(kind, features=5)
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
-                          cell.init(jax.random.PRNGKey(3), x)["params"])
+                          cell.init(jax.random.PRNGKey(3), x, method="over_sequence")["params"])
 
     def loss(p):
-      hs, _ = cell.apply({"params": p}, x)
+      hs, _ = cell.apply({"params": p}, x, method="over_sequence")
       return jnp.sum(hs * weights)
 
     grads = jax.grad(loss)(params)

@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 
 from irnn_jax import models
-from irnn_jax.cells import CellSpec, RecurrentCell
+from irnn_jax.cells import GRUCell, IndRNNCell, IRNNCell, LSTMCell
 from configs import adding
 
 
-def _params(spec, input_dim=64, seed=0):
+def _params(cell, input_dim=64, seed=0):
   x = np.zeros((2, 3, input_dim), np.float32)
-  return RecurrentCell(spec).init(jax.random.PRNGKey(seed), x)["params"]
+  return cell.init(jax.random.PRNGKey(seed), x, method="over_sequence")["params"]
 
 
 def test_irnn_identity_and_small_gaussian_inputs():
-  p = _params(CellSpec(kind="irnn", hidden_size=100, identity_scale=0.5, input_std=0.001))
+  p = _params(IRNNCell(features=100, identity_scale=0.5, input_std=0.001))
   np.testing.assert_array_equal(p["recurrent_kernel"], 0.5 * np.eye(100))
   w = np.asarray(p["input_projection"]["kernel"])
   assert w.shape == (64, 100)
@@ -24,7 +24,7 @@ def test_irnn_identity_and_small_gaussian_inputs():
 
 
 def test_indrnn_u_uniform_range_and_moments():
-  p = _params(CellSpec(kind="indrnn", hidden_size=20000, u_low=0.2, u_high=0.6), input_dim=1)
+  p = _params(IndRNNCell(features=20000, u_low=0.2, u_high=0.6), input_dim=1)
   u = np.asarray(p["u"])
   assert u.min() >= 0.2 and u.max() <= 0.6
   assert abs(u.mean() - 0.4) < 0.005
@@ -32,12 +32,12 @@ def test_indrnn_u_uniform_range_and_moments():
 
 
 def test_indrnn_u_constant():
-  p = _params(CellSpec(kind="indrnn", hidden_size=8, u_init="constant", u_value=0.7))
+  p = _params(IndRNNCell(features=8, u_init="constant", u_value=0.7))
   np.testing.assert_allclose(p["u"], 0.7)
 
 
 def test_lstm_forget_bias_and_orthogonal_blocks():
-  p = _params(CellSpec(kind="lstm", hidden_size=16, forget_bias=1.0))
+  p = _params(LSTMCell(features=16, forget_bias=1.0))
   bias = np.asarray(p["input_projection"]["bias"]).reshape(4, 16)
   np.testing.assert_array_equal(bias[1], 1.0)
   np.testing.assert_array_equal(bias[[0, 2, 3]], 0.0)
@@ -48,7 +48,7 @@ def test_lstm_forget_bias_and_orthogonal_blocks():
 
 
 def test_glorot_input_init():
-  p = _params(CellSpec(kind="gru", hidden_size=100, input_init="glorot"), input_dim=200)
+  p = _params(GRUCell(features=100, input_init="glorot"), input_dim=200)
   w = np.asarray(p["input_projection"]["kernel"])
   limit = np.sqrt(6.0 / (200 + 300))
   assert np.abs(w).max() <= limit and abs(w.std() - limit / np.sqrt(3)) < 0.002
@@ -57,14 +57,14 @@ def test_glorot_input_init():
 @pytest.mark.parametrize("rule", ["near_one", "one", "same"])
 def test_last_layer_u_rule_and_bound(rule):
   cfg = adding.get_config("indrnn").model
-  cfg.last_layer_u = rule
-  cfg.last_layer_u_eps = 0.05
-  specs = models.cell_specs(cfg, seq_len=1000, num_cells=3)
+  cfg.cells.indrnn.last_layer_u = rule
+  cfg.cells.indrnn.last_layer_u_eps = 0.05
+  specs = models.layer_cells(cfg, seq_len=1000, num_layers=3)
   bound = 2.0 ** (1 / 1000)
-  assert specs[0].u_high == pytest.approx(1.0)  # min(1, MAG^(1/T)).
+  assert specs[0].u_range[1] == pytest.approx(1.0)  # min(1, MAG^(1/T)).
   assert specs[0] == specs[1]
   if rule == "near_one":
-    assert (specs[2].u_low, specs[2].u_high) == (pytest.approx(0.95), pytest.approx(bound))
+    assert specs[2].u_range == (pytest.approx(0.95), pytest.approx(bound))
   elif rule == "one":
     assert specs[2].u_init == "constant" and specs[2].u_value == 1.0
   else:
@@ -73,6 +73,6 @@ def test_last_layer_u_rule_and_bound(rule):
 
 def test_near_one_default_keeps_half_the_memory_over_the_sequence():
   cfg = adding.get_config("indrnn").model
-  specs = models.cell_specs(cfg, seq_len=1000, num_cells=2)
+  specs = models.layer_cells(cfg, seq_len=1000, num_layers=2)
   assert specs[1].u_low ** 1000 == pytest.approx(0.5)
   assert specs[1].u_high == pytest.approx(2.0 ** (1 / 1000))

@@ -1,24 +1,23 @@
 """Batch norm modes, time-shared dropout, directions and stack connections."""
 
-import dataclasses
-
 import jax
 import numpy as np
 import pytest
 
-from irnn_jax.cells import CellSpec, InputProjection, RecurrentCell
+from irnn_jax import cells
+from irnn_jax.cells import IndRNNCell, InputProjection
 from irnn_jax.layers import RecurrentLayer
 from irnn_jax.models import RecurrentStack, SequenceModel
 
-SPEC = CellSpec(kind="indrnn", hidden_size=5, input_std=0.5, u_low=-0.9, u_high=0.9)
+CELL = IndRNNCell(features=5, input_std=0.5, u_low=-0.9, u_high=0.9)
 
 
 def _x(shape=(7, 4, 3), seed=0):
   return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
-def _cell_output(params, x, spec=SPEC):
-  return np.asarray(RecurrentCell(spec).apply({"params": params}, x)[0])
+def _cell_output(params, x, cell=CELL):
+  return np.asarray(cell.apply({"params": params}, x, method="over_sequence")[0])
 
 
 @pytest.mark.parametrize("mode, kind", [("sequence", "indrnn"), ("sequence", "irnn"),
@@ -26,11 +25,11 @@ def _cell_output(params, x, spec=SPEC):
 def test_post_batch_norm_statistics(mode, kind):
   """IndRNN and IRNN sum the statistics inside their loops; LSTM's come from h."""
   x = _x()
-  spec = dataclasses.replace(SPEC, kind=kind)
-  layer = RecurrentLayer(spec, norm=mode, norm_position="post")
+  cell = CELL if kind == "indrnn" else cells.get(kind)(features=5, input_std=0.5)
+  layer = RecurrentLayer(cell, norm=mode, norm_position="post")
   variables = layer.init(jax.random.PRNGKey(0), x, train=False)
   (y, _), updated = layer.apply(variables, x, train=True, mutable=["batch_stats"])
-  h = _cell_output(variables["params"]["forward"], x, spec)
+  h = _cell_output(variables["params"]["forward"], x, cell)
   axes = (0, 1) if mode == "sequence" else (1,)
   mean, var = h.mean(axis=axes, keepdims=True), h.var(axis=axes, keepdims=True)
   np.testing.assert_allclose(np.asarray(y), (h - mean) / np.sqrt(var + 1e-5), atol=1e-4)
@@ -49,7 +48,7 @@ def test_post_batch_norm_statistics(mode, kind):
 
 def test_pre_batch_norm_normalises_the_projection_before_the_recurrence():
   x = _x()
-  layer = RecurrentLayer(SPEC, norm="per_step", norm_position="pre")
+  layer = RecurrentLayer(CELL, norm="per_step", norm_position="pre")
   variables = layer.init(jax.random.PRNGKey(0), x, train=False)
   (y, _), _ = layer.apply(variables, x, train=True, mutable=["batch_stats"])
   p = variables["params"]["forward"]
@@ -64,8 +63,8 @@ def test_pre_batch_norm_normalises_the_projection_before_the_recurrence():
 
 def test_dropout_mask_is_shared_over_time():
   x = np.ones((30, 8, 3), np.float32)
-  spec = dataclasses.replace(SPEC, u_init="constant", u_value=0.0, input_std=1.0)
-  layer = RecurrentLayer(spec, dropout=0.5)
+  cell = CELL.clone(u_init="constant", u_value=0.0, input_std=1.0)
+  layer = RecurrentLayer(cell, dropout=0.5)
   variables = layer.init(jax.random.PRNGKey(0), x, train=False)
   y, _ = layer.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(5)})
   h, _ = layer.apply(variables, x, train=False)
@@ -78,7 +77,7 @@ def test_dropout_mask_is_shared_over_time():
 
 def test_bidirectional_second_half_is_forward_pass_of_reversed_input():
   x = _x()
-  layer = RecurrentLayer(SPEC, bidirectional=True)
+  layer = RecurrentLayer(CELL, bidirectional=True)
   variables = layer.init(jax.random.PRNGKey(0), x, train=False)
   y, _ = layer.apply(variables, x, train=False)
   y = np.asarray(y)
@@ -95,7 +94,7 @@ def _layer_fn(variables, name):
 
 def test_residual_stack_adds_block_inputs():
   x = _x()
-  stack = RecurrentStack((SPEC,) * 5, connection="residual", block_size=2)
+  stack = RecurrentStack((CELL,) * 5, connection="residual", block_size=2)
   variables = stack.init(jax.random.PRNGKey(0), x, train=False)
   y, finals = stack.apply(variables, x, train=False)
   f = [_layer_fn(variables, f"layer_{i}") for i in range(5)]
@@ -108,7 +107,7 @@ def test_residual_stack_adds_block_inputs():
 
 def test_dense_stack_concatenates_and_transitions():
   x = _x()
-  stack = RecurrentStack((SPEC,) * 6, connection="dense", block_size=2)
+  stack = RecurrentStack((CELL,) * 6, connection="dense", block_size=2)
   variables = stack.init(jax.random.PRNGKey(0), x, train=False)
   y, _ = stack.apply(variables, x, train=False)
   f = [_layer_fn(variables, f"layer_{i}") for i in range(6)]
@@ -140,10 +139,10 @@ def test_folded_batch_norm_matches_normalising_each_layer(readout, bidirectional
   """A plain stack with post sequence norm defers each norm to the next
   layer's kernel; outputs, running statistics and gradients must not change."""
   x = _x((9, 4, 3))
-  spec = dataclasses.replace(SPEC, hidden_size=6)
+  cell = CELL.clone(features=6)
 
   def model(fold):
-    stack = RecurrentStack((spec,) * 3, norm="sequence", norm_position="post",
+    stack = RecurrentStack((cell,) * 3, norm="sequence", norm_position="post",
                            bidirectional=bidirectional, fold_norm=fold)
     return SequenceModel(stack, num_outputs=2, readout=readout)
 
@@ -169,10 +168,10 @@ def test_folded_batch_norm_matches_normalising_each_layer(readout, bidirectional
 
 
 def _cell_loss_and_grads(kind: str, remat: bool, x, unroll: int = 1):
-  cell = RecurrentCell(CellSpec(kind=kind, hidden_size=16, input_init="glorot", remat=remat,
-                                unroll=unroll))
-  params = cell.init(jax.random.PRNGKey(0), x)["params"]
-  step = jax.jit(jax.value_and_grad(lambda p: (cell.apply({"params": p}, x)[0] ** 2).mean()))
+  cell = cells.get(kind)(features=16, input_init="glorot", remat=remat, unroll=unroll)
+  params = cell.init(jax.random.PRNGKey(0), x, method="over_sequence")["params"]
+  step = jax.jit(jax.value_and_grad(
+      lambda p: (cell.apply({"params": p}, x, method="over_sequence")[0] ** 2).mean()))
   temp = step.lower(params).compile().memory_analysis().temp_size_in_bytes
   value, grads = step(params)
   return value, grads, temp

@@ -13,7 +13,8 @@ import struct
 import numpy as np
 import pytest
 
-from irnn_jax import configlib, mnist_configs
+from configs.common import mnist as mnist_configs
+from irnn_jax import configlib
 from irnn_jax.data import build_dataset, idx, mnist, mnist_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -412,7 +413,7 @@ def test_every_config_variant_builds(name, variant):
     assert c.optimizer.clip_global_norm == 1.0
   if "indrnn" in variant:
     assert (c.model.num_layers, c.model.hidden_size, c.data.batch_size) == (6, 128, 32)
-    assert (c.model.norm, c.model.u_max_magnitude) == ("sequence", 2.0)
+    assert (c.model.norm, c.model.cells.indrnn.max_magnitude) == ("sequence", 2.0)
     assert c.model.connection == ("residual" if variant.startswith("res") else "plain")
   if name == "mnist_patches" and variant.startswith("rnn"):
     assert (c.optimizer.name, c.optimizer.learning_rate) == ("rmsprop", 2e-4)

@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from irnn_jax import configlib, models, optim
+from irnn_jax.cells import IndRNNCell
 
 from configs import adding
 
@@ -55,8 +56,8 @@ def test_weight_decay_changes_only_kernels():
 def test_u_bound_holds_after_updates():
   cfg = adding.get_config("indrnn")
   cfg.optimizer.learning_rate = 1.0  # Large steps push u far out.
-  cfg.model.u_min = 0.1
-  _, variables = _model_params(cfg, seq_len=50)
+  cfg.model.cells.indrnn.min_magnitude = 0.1
+  model, variables = _model_params(cfg, seq_len=50)
   params = variables["params"]
   tx = optim.make_optimizer(cfg.optimizer)
   state = tx.init(params)
@@ -65,7 +66,7 @@ def test_u_bound_holds_after_updates():
   for _ in range(5):
     grads = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape) * 100, a.dtype), params)
     updates, state = tx.update(grads, state, params)
-    params = optim.constrain_u(optax.apply_updates(params, updates), 0.1, bound)
+    params = model.constrain(optax.apply_updates(params, updates))
   us = [v for p, v in _paths(params).items() if "'u'" in p]
   assert len(us) == 2
   for u in us:
@@ -74,11 +75,12 @@ def test_u_bound_holds_after_updates():
     assert magnitude.max() == pytest.approx(bound)  # The bound is active.
 
 
-def test_constrain_u_keeps_sign_and_leaves_other_params():
-  params = {"layer": {"u": jnp.array([-3.0, -0.01, 0.5, 4.0]), "bias": jnp.array([9.0])}}
-  out = optim.constrain_u(params, 0.1, 2.0)
-  np.testing.assert_allclose(out["layer"]["u"], [-2.0, -0.1, 0.5, 2.0])
-  np.testing.assert_array_equal(out["layer"]["bias"], [9.0])
+def test_indrnn_constrain_keeps_sign_and_leaves_other_params():
+  cell = IndRNNCell(max_magnitude=2.0 ** 3, min_magnitude=0.1, seq_len=3)  # |u| <= 2.
+  params = {"u": jnp.array([-3.0, -0.01, 0.5, 4.0]), "bias": jnp.array([9.0])}
+  out = cell.constrain(params)
+  np.testing.assert_allclose(out["u"], [-2.0, -0.1, 0.5, 2.0])
+  np.testing.assert_array_equal(out["bias"], [9.0])
 
 
 def _opt_cfg(**kw):

@@ -78,8 +78,7 @@ STEP_SCRIPT = textwrap.dedent("""
     batch = dataset.train_batch(0)
     mesh = parallel.data_mesh()
     state = parallel.replicate(train.create_train_state(cfg, model, tx, batch["inputs"]), mesh)
-    step = train.make_train_step(cfg, model, tx, dataset.task, cfg.model.u_min,
-                                 float("inf"), mesh=mesh)
+    step = train.make_train_step(cfg, model, tx, dataset.task, mesh=mesh)
     rows = parallel.shard_batch(batch, mesh)
     eval_step = train.make_eval_step(model, dataset.task, mesh)
     stats_step = train.make_batch_stats_step(model, mesh)

@@ -17,7 +17,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from irnn_jax import configlib, models, ptb_configs, sampling, tasks, train
+from configs.common import ptb as ptb_configs
+from irnn_jax import configlib, models, sampling, tasks, train
 from irnn_jax.checkpoints import Checkpointer
 from irnn_jax.data import build_dataset, ptb
 from irnn_jax.summary import read_scalars
@@ -217,7 +218,8 @@ def test_bpc_is_cross_entropy_over_ln2_and_the_mask_is_per_token():
 def test_carried_state_equals_one_pass_over_the_whole_sequence(cell, connection):
   m = configlib.base_config().model
   m.update(cell=cell, connection=connection, num_layers=3, hidden_size=8,
-           input_init="glorot", u_high=0.99)
+           input_init="glorot")
+  m.cells.indrnn.u_high = 0.99
   model = models.build_model(m, seq_len=5, num_outputs=6, readout="all", vocab_size=6)
   tokens = jax.random.randint(jax.random.PRNGKey(1), (2, 10), 0, 6)
   variables = model.init(jax.random.PRNGKey(0), tokens, train=False)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from irnn_jax import configlib, models, predictions, spatial, train
-from irnn_jax.cells import CellSpec, RecurrentCell
+from irnn_jax.cells import GRUCell, IndRNNCell, IRNNCell, LSTMCell
 from irnn_jax.data import build_dataset, images
 from tests.test_mnist_data import N_TEST, data_cfg, write_mnist
 
@@ -62,11 +62,11 @@ def test_patches_must_divide_the_map():
 
 # Sweeps against the cell run on one column or row alone.
 
-SPECS = {
-    "indrnn": CellSpec(kind="indrnn", hidden_size=4, input_std=0.5, u_low=-0.9, u_high=0.9),
-    "irnn": CellSpec(kind="irnn", hidden_size=4, input_std=0.5, identity_scale=0.5),
-    "lstm": CellSpec(kind="lstm", hidden_size=4, input_init="glorot"),
-    "gru": CellSpec(kind="gru", hidden_size=4, input_init="glorot"),
+CELLS = {
+    "indrnn": IndRNNCell(features=4, input_std=0.5, u_low=-0.9, u_high=0.9),
+    "irnn": IRNNCell(features=4, input_std=0.5, identity_scale=0.5),
+    "lstm": LSTMCell(features=4, input_init="glorot"),
+    "gru": GRUCell(features=4, input_init="glorot"),
 }
 
 
@@ -74,7 +74,7 @@ SPECS = {
 def _sweeps(kind):
   """Block input x, its patch grid, the vertical sweep's output as a grid, the
   block output and the parameters."""
-  block = spatial.SpatialRNN(SPECS[kind], patch=(2, 1))
+  block = spatial.SpatialRNN(CELLS[kind], patch=(2, 1))
   x = _x((2, 6, 4, 3))  # Grid 3 x 4: columns of 3 patches, rows of 4.
   variables = jax.jit(lambda k, x: block.init(k, x, train=False))(jax.random.PRNGKey(1), x)
   out, state = jax.jit(lambda v, x: block.apply(v, x, train=False,
@@ -86,11 +86,12 @@ def _sweeps(kind):
 
 
 def _runner(kind, params):
-  apply = jax.jit(lambda p, s: RecurrentCell(SPECS[kind]).apply({"params": p}, s[:, None])[0][:, 0])
+  apply = jax.jit(lambda p, s: CELLS[kind].apply({"params": p}, s[:, None],
+                                                 method="over_sequence")[0][:, 0])
   return lambda seq: np.asarray(apply(params, seq))
 
 
-@pytest.mark.parametrize("kind", sorted(SPECS))
+@pytest.mark.parametrize("kind", sorted(CELLS))
 def test_vertical_sweep_of_a_column_equals_the_cell_on_that_column(kind):
   _, grid, vertical, out, params = _sweeps(kind)
   assert vertical.shape == (2, 3, 4, 8) and out.shape == (2, 3, 4, 8)
@@ -156,7 +157,7 @@ def test_renet_config_variants(variant):
   assert (c.train.num_steps > 10_000) == variant.endswith("_paper")
   assert c.model.num_layers == len(c.model.patch_sizes)
   model = models.build_model(c.model, seq_len=28, num_outputs=10, readout="last")
-  assert len(model.specs) == 2 and model.specs[0].kind == c.model.cell
+  assert len(model.cells) == 2 and model.cells[0].name_in_configs == c.model.cell
 
 
 # Image data.

@@ -127,21 +127,20 @@ def test_time_budget_stops_evaluates_and_checkpoints(tmp_path):
 
 
 def test_precise_bn_uses_mean_statistics_of_recent_batches(tmp_path):
-  from irnn_jax.cells import RecurrentCell
-  from irnn_jax.models import cell_specs
+  from irnn_jax.models import layer_cells
 
   cfg = tiny_config(num_steps=4, eval_every=4, checkpoint_every=4, precise_bn_batches=3)
   cfg.model.num_layers, cfg.model.norm, cfg.model.norm_position = 1, "sequence", "post"
   train.train_and_evaluate(cfg, str(tmp_path))
   saved = _checkpoint(str(tmp_path), 4)
   stats = saved["batch_stats"]["stack"]["layer_0"]["norm"]
-  cell = RecurrentCell(cell_specs(cfg.model, cfg.data.seq_len, 1)[0])
+  cell = layer_cells(cfg.model, cfg.data.seq_len, 1)[0]
   params = saved["params"]["stack"]["layer_0"]["forward"]
   dataset = data.build_dataset(cfg.data, cfg.seed, str(tmp_path))
   means, variances = [], []
   for step in (1, 2, 3):  # The three training batches before the evaluation at step 4.
     x = np.swapaxes(dataset.train_batch(step)["inputs"], 0, 1)
-    h = np.asarray(cell.apply({"params": params}, x)[0], np.float64)
+    h = np.asarray(cell.apply({"params": params}, x, method="over_sequence")[0], np.float64)
     means.append(h.mean(axis=(0, 1)))
     variances.append(h.var(axis=(0, 1)))
   np.testing.assert_allclose(stats["mean"], np.mean(means, 0), rtol=1e-4, atol=1e-6)

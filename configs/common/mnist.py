@@ -55,15 +55,15 @@ def mnist_config(view: str, variant: str) -> ml_collections.ConfigDict:
   if cell == "irnn":
     c.data.batch_size = 16
     m.cell, m.num_layers, m.hidden_size = "irnn", 1, 100
-    m.identity_scale = 1.0
+    m.cells.irnn.identity_scale = 1.0
     m.input_std = 0.001
     o.name, o.learning_rate, o.clip_global_norm = "sgd", 1e-6 if paper else 1e-3, 1.0
   elif cell in ("indrnn", "res_indrnn"):
     m.cell, m.num_layers, m.hidden_size = "indrnn", 6, 128
     m.connection = "residual" if cell == "res_indrnn" else "plain"
     m.norm, m.norm_position = "sequence", "post"
-    m.u_max_magnitude = 2.0  # |u| <= 2^(1/T), T = data.seq_len.
-    m.last_layer_u = "same"
+    m.cells.indrnn.max_magnitude = 2.0  # |u| <= 2^(1/T), T = data.seq_len.
+    m.cells.indrnn.last_layer_u = "same"
     o.name, o.learning_rate, o.clip_global_norm = "adam", 2e-4, 10.0
     # Over 784 ReLU steps the running BN averages lag the parameters far enough
     # to wreck evaluation (87.8% with batch statistics vs 47% measured).

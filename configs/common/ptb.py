@@ -15,7 +15,7 @@ about an hour on a 2-core CPU (smaller model, larger learning rate, IndRNN u
 initialised in U(0, 0.9) rather than U(0, 1): a few units with u near 1 make
 the first hundreds of steps unstable, and an hour has no time to spare).
 
-|u| <= 1 (model.u_max_magnitude = 1, so MAG^(1/T) = 1 for every T): the state
+|u| <= 1 (model.cells.indrnn.max_magnitude = 1, so MAG^(1/T) = 1 for every T): the state
 runs on from batch to batch over the whole training stream (truncated BPTT,
 data/ptb.py), so T is not the length the state must stay bounded over; the
 authors' char code clamps u to [-1, 1] too (their word code to 0.99).
@@ -120,8 +120,8 @@ def ptb_config(level: str, variant: str) -> ml_collections.ConfigDict:
     # side, batch norm over all steps and sequences ("sequence") reached a
     # training loss of 1.70 nats at step 400 against 1.78 for "per_step".
     m.norm = "sequence"
-  m.u_max_magnitude = 1.0  # |u| <= 1; see the module docstring.
-  m.u_high = None if paper else 0.9  # None: min(1, MAG^(1/T)) = 1.
+  m.cells.indrnn.max_magnitude = 1.0  # |u| <= 1; see the module docstring.
+  m.cells.indrnn.u_high = None if paper else 0.9  # None: min(1, MAG^(1/T)) = 1.
   o.clip_value = 10.0
   o.weight_decay = 1e-4  # Kernels and the embedding; never u, biases, norms.
   return c

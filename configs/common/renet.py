@@ -35,8 +35,7 @@ def model_config(c: ml_collections.ConfigDict, cell: str,
   m.dropout = 0.0  # After every spatial block.
   m.input_init = "glorot"
   m.unroll = 8  # Sweeps are short: unrolled they run faster on CPU.
-  if cell == "indrnn":
-    m.u_max_magnitude = 2.0
+  m.cells.indrnn.max_magnitude = 2.0
   o = c.optimizer
   o.name, o.learning_rate, o.clip_global_norm = "adam", 1e-3, 10.0
   return c

@@ -1,0 +1,1 @@
+"""Builders that several experiment files in configs/ share."""
