@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import throughput
-from irnn_jax import host_memory, models, optim, parallel, recurrences, train
+from irnn_jax import host_memory, optim, parallel, recurrences, run, train
 
 CASE = throughput.Case("indrnn", "smnist", 784, 32, 6, label="indrnn_6x128")
 IRNN_CASE = throughput.Case("irnn", "smnist", 784, 128, 1, hidden=100, label="irnn_1x100")
@@ -41,14 +41,12 @@ def best_ms(run, repeats: int = 3, calls: int = 8) -> float:
 def step_ms(config, fold_norm: bool = True, case: throughput.Case = CASE) -> float:
   """The training step on the data mesh of all devices (--cpu_devices)."""
   host_batch = throughput.make_batch(case)
-  task, _, num_outputs = throughput.task_shape(case.task)
-  model = models.build_model(config.model, seq_len=case.seq_len,
-                             num_outputs=num_outputs, readout="last")
+  task = throughput.task_shape(case.task)[0]
+  model = run.build_model(config, throughput.case_spec(case, host_batch["inputs"]))
   model = model.clone(stack=model.stack.clone(fold_norm=fold_norm))
   tx = optim.make_optimizer(config.optimizer)
   mesh = parallel.data_mesh()
-  state = parallel.replicate(
-      train.create_train_state(config, model, tx, host_batch["inputs"]), mesh)
+  state = parallel.replicate(run.initial_state(config, model, tx, host_batch["inputs"]), mesh)
   step = train.make_train_step(config, model, tx, task, mesh=mesh)
   batch = parallel.shard_batch(host_batch, mesh)
   compiled = step.lower(state, batch).compile()

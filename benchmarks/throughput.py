@@ -12,7 +12,7 @@
    workload's products can reach; the JSON has both.
 2. For each case, one training step (forward, backward, optimizer update) of
    irnn_jax's own code path -- the config file (configs/sequential_mnist.py,
-   configs/adding.py), models.build_model, train.create_train_state and
+   configs/adding.py), run.build_model, run.initial_state and
    train.make_train_step, jitted with the state donated -- and of the same
    model in PyTorch (benchmarks/torch_models.py, one process per case), plus a
    plain `lax.scan` IndRNN (benchmarks/plain_scan.py) for IndRNN 6x128.
@@ -73,7 +73,7 @@ import numpy as np
 
 from configs import adding as adding_config
 from configs import sequential_mnist as smnist_config
-from irnn_jax import cells, configlib, host_memory, models, optim, parallel, train
+from irnn_jax import cells, configlib, host_memory, models, optim, parallel, run, train
 from irnn_jax.data.adding import adding_batch
 from benchmarks import plain_scan
 
@@ -243,17 +243,23 @@ def measure_jax(step, state, batch, unpack, args, devices: int = 1) -> dict:
   return result
 
 
-def run_irnn_jax(case: Case, config, host_batch, args) -> dict:
-  """The training step exactly as experiments.main builds it, on the data
-  mesh of all devices (--cpu_devices)."""
+def case_spec(case: Case, inputs: np.ndarray) -> run.DataSpec:
+  """The DataSpec of a case's synthetic batches (`inputs`)."""
   task, _, num_outputs = task_shape(case.task)
-  model = models.build_model(config.model, seq_len=case.seq_len,
-                             num_outputs=num_outputs, readout="last")
+  return run.DataSpec(task=task, num_outputs=num_outputs, readout="last", vocab_size=0,
+                      seq_len=case.seq_len, input_shape=tuple(inputs.shape[1:]),
+                      input_dtype=str(inputs.dtype), carries_state=False)
+
+
+def run_irnn_jax(case: Case, config, host_batch, args) -> dict:
+  """The training step exactly as experiments.main builds it (irnn_jax.run),
+  on the data mesh of all devices (--cpu_devices)."""
+  task = task_shape(case.task)[0]
+  model = run.build_model(config, case_spec(case, host_batch["inputs"]))
   tx = optim.make_optimizer(config.optimizer)
   mesh = parallel.data_mesh()
   parallel.check_divisible(case.batch, "batch of this case", mesh)
-  state = parallel.replicate(
-      train.create_train_state(config, model, tx, host_batch["inputs"]), mesh)
+  state = parallel.replicate(run.initial_state(config, model, tx, host_batch["inputs"]), mesh)
   step = train.make_train_step(config, model, tx, task, mesh=mesh)
   return measure_jax(step, state, parallel.shard_batch(host_batch, mesh),
                      lambda out: out[0], args, mesh.devices.size)

@@ -3,17 +3,16 @@
   python -m experiments.sample --workdir=runs/ptb_char --length=500 \
       --temperature=0.8 --prime="the "
 
-Reads workdir/config.json (the model), workdir/vocab.json (the tokens; the
-corpus files are not needed) and the latest checkpoint, or --step. Generation
+Reloads the run (irnn_jax.run.load_run) from the workdir alone: the model,
+its latest checkpoint or --step, and the tokens of workdir/vocab.json; the
+corpus files are not needed. Generation
 starts after an <eos> (a sentence start), then the --prime text, which is
 printed too. How the model steps through time: irnn_jax/sampling.py.
 """
 
-import os
-
 from absl import app, flags, logging
 
-from irnn_jax import checkpoints, configlib, models, sampling
+from irnn_jax import run, sampling
 from irnn_jax.data import ptb
 
 FLAGS = flags.FLAGS
@@ -26,27 +25,14 @@ flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
 flags.mark_flags_as_required(["workdir"])
 
 
-def load(workdir: str, step=None):
-  """(model, variables, config, vocab dict) of the run in `workdir`."""
-  config = configlib.load_saved(os.path.join(workdir, "config.json"))
-  vocab = ptb.load_vocab(workdir)
-  n = len(vocab["tokens"])
-  model = models.build_model(config.model, seq_len=config.data.seq_len,
-                             num_outputs=n, readout="all", vocab_size=n)
-  _, saved = checkpoints.restore_arrays(os.path.join(workdir, "checkpoints"), step)
-  variables = {"params": saved["params"]}
-  if saved.get("batch_stats"):
-    variables["batch_stats"] = saved["batch_stats"]
-  return model, variables, config, vocab
-
-
 def sample_text(workdir: str, length: int, temperature: float, prime: str = "",
                 seed: int = 0, step=None) -> str:
-  model, variables, config, vocab = load(workdir, step)
+  loaded = run.load_run(workdir, step, with_data=False)
+  vocab = ptb.load_vocab(workdir)
   tokens, level = vocab["tokens"], vocab["level"]
   context = [tokens.index(ptb.EOS)] + ptb.text_to_ids(prime, tokens, level)
-  ids = sampling.generate(model, variables, config.data.seq_len, context, length,
-                          temperature, seed)
+  ids = sampling.generate(loaded.model, loaded.variables, loaded.spec.seq_len, context,
+                          length, temperature, seed)
   text = ptb.ids_to_text(ids, tokens, level)
   if level == "word" and prime.strip() and not prime[-1].isspace() and text[:1] != "\n":
     text = " " + text

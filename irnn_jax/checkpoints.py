@@ -20,13 +20,17 @@ class Checkpointer:
   def latest_step(self):
     return self._manager.latest_step()
 
-  def restore(self, like):
-    """Restore the latest checkpoint into the structure and shardings of `like`.
+  def restore(self, like, step: int | None = None):
+    """Restore the latest checkpoint (or `step`) into the structure and
+    shardings of `like`.
 
     A dataclass field that holds no arrays in `like` (TrainState.carry = {})
     may be missing from the checkpoint: one written before the field existed.
     """
-    step = self._manager.latest_step()
+    step = self._manager.latest_step() if step is None else step
+    if step not in self._manager.all_steps():
+      raise FileNotFoundError(f"no checkpoint of step {step}; saved steps: "
+                              f"{sorted(self._manager.all_steps())}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     if dataclasses.is_dataclass(like):
       saved = set(self._manager.item_metadata(step).keys())
@@ -45,17 +49,3 @@ class Checkpointer:
     self._manager.wait_until_finished()
     self._manager.close()
 
-
-def restore_arrays(directory: str, step=None) -> tuple[int, dict]:
-  """(step, the saved train state as nested dicts of arrays), the latest
-  checkpoint unless `step` is given; for tools that need no optimizer, e.g.
-  {"params": ..., "batch_stats": ...} for sampling."""
-  manager = ocp.CheckpointManager(os.path.abspath(directory),
-                                  item_handlers=ocp.StandardCheckpointHandler())
-  try:
-    step = manager.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {directory}")
-    return step, manager.restore(step)
-  finally:
-    manager.close()

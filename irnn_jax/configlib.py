@@ -7,7 +7,6 @@ Experiment files in `configs/` call `base_config()` and change what differs.
 import json
 
 import ml_collections
-from ml_collections import config_dict
 
 from irnn_jax import cells, layers, models
 

@@ -11,65 +11,24 @@ final recurrent states of one batch are the initial states of the next
 (TrainState.carry, so a resume restores them), zero at each epoch start.
 """
 
+import dataclasses
 import json
 import os
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from absl import logging
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
-from irnn_jax import configlib, data, layers, models, optim, parallel, tasks
+from irnn_jax import configlib, layers, optim, parallel, run, tasks
 from irnn_jax.checkpoints import Checkpointer
+from irnn_jax.run import TrainState, variables_of
 from irnn_jax.summary import MetricWriter
 from jax.sharding import PartitionSpec
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  lr_scale: jax.Array  # Reduce-on-plateau factor on the scheduled rate.
-  plateau_best: jax.Array
-  plateau_count: jax.Array
-  bad_streak: jax.Array  # Non-finite updates in a row, all skipped.
-  skipped: jax.Array  # Non-finite updates skipped in total.
-  elapsed: jax.Array  # Seconds of training before the last checkpoint.
-  carry: Any  # Final states of every layer after the last batch; {} unless carried.
-
-
-def _variables(params, batch_stats):
-  return {"params": params, "batch_stats": batch_stats} if batch_stats else {
-      "params": params}
-
-
-def zero_states(model, variables, inputs):
-  """Zeros shaped like the final states of every layer after `inputs`."""
-  shapes = jax.eval_shape(lambda v, x: model.apply(v, x, train=False)[1],
-                          variables, inputs)
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-
-def create_train_state(config, model, tx, sample_inputs,
-                       carry_state: bool = False) -> TrainState:
-  init_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
-  variables = jax.jit(lambda k, x: model.init(k, x, train=False))(init_key, sample_inputs)
-  params = variables["params"]
-  carry = zero_states(model, variables, sample_inputs) if carry_state else {}
-  return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params,
-      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-      lr_scale=jnp.ones((), jnp.float32), plateau_best=jnp.full((), jnp.inf),
-      plateau_count=jnp.zeros((), jnp.int32), bad_streak=jnp.zeros((), jnp.int32),
-      skipped=jnp.zeros((), jnp.int32), elapsed=jnp.zeros((), jnp.float32),
-      carry=carry)
 
 
 _ROWS, _SAME = PartitionSpec(parallel.DATA_AXIS), PartitionSpec()
@@ -105,7 +64,7 @@ def make_train_step(config, model, tx, task: str, carry_state: bool = False,
 
     def loss_fn(params):
       (outputs, finals), updated = model.apply(
-          _variables(params, batch_stats), batch["inputs"],
+          variables_of(params, batch_stats), batch["inputs"],
           carry if carry_state else None, train=True, rngs={"dropout": rng},
           mutable=["batch_stats"])
       sums = tasks.batch_metrics(task, outputs, batch)
@@ -182,7 +141,7 @@ def make_eval_step(model, task: str, mesh=None) -> Callable:
   states); on a `mesh` of several devices, a per-device map over the rows."""
 
   def eval_step(params, batch_stats, batch, states):
-    outputs, finals = model.apply(_variables(params, batch_stats), batch["inputs"],
+    outputs, finals = model.apply(variables_of(params, batch_stats), batch["inputs"],
                                   states, train=False)
     return parallel.sum_over_devices(tasks.batch_metrics(task, outputs, batch)), finals
 
@@ -294,20 +253,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   configlib.validate(config)
   quiet_library_logs()
   os.makedirs(workdir, exist_ok=True)
-  dataset = data.build_dataset(config.data, config.seed, workdir)
-  model = models.build_model(config.model, seq_len=dataset.seq_len,
-                             num_outputs=dataset.num_outputs,
-                             readout=dataset.readout, vocab_size=dataset.vocab_size)
-  tx = optim.make_optimizer(config.optimizer)
+  built = run.build(config, workdir)
+  dataset, model, tx = built.dataset, built.model, built.optimizer
   mesh = parallel.data_mesh()
   parallel.check_divisible(config.data.batch_size, "data.batch_size", mesh)
   parallel.check_divisible(config.data.eval_batch_size, "data.eval_batch_size", mesh)
   _save_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+  _save_json(os.path.join(workdir, run.SPEC_FILE), dataclasses.asdict(built.spec))
 
-  carry_state = getattr(dataset, "carries_state", False)
-  first_batch = dataset.train_batch(0)
-  state = parallel.replicate(
-      create_train_state(config, model, tx, first_batch["inputs"], carry_state), mesh)
+  carry_state = built.spec.carries_state
+  state = parallel.replicate(built.state, mesh)
   t = config.train
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
                               t.checkpoint_every, t.keep_checkpoints)
@@ -360,7 +315,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   try:
     for step in range(start_step, t.num_steps):
-      batch = first_batch if step == 0 else dataset.train_batch(step)
+      batch = dataset.train_batch(step)
       if carry_state and dataset.is_epoch_start(step):
         state = state.replace(carry=jax.tree.map(jnp.zeros_like, state.carry))
       state, metrics = train_step(state, parallel.shard_batch(batch, mesh))

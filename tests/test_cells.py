@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from irnn_jax import cells
+import flax.linen as nn
+
+from irnn_jax import cells, configlib
 
 CELL_KINDS = cells.names()
 
@@ -65,6 +67,35 @@ def test_scan_matches_python_loop(kind, unroll):
   np.testing.assert_allclose(np.asarray(hs), expected, rtol=1e-5, atol=1e-5)
   last = final[0] if kind == "lstm" else final
   np.testing.assert_allclose(np.asarray(last), expected[-1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", CELL_KINDS)
+def test_flax_rnn_runs_the_cell_as_recur_does(kind):
+  """One step at a time in flax.linen.RNN (batch-major) and the fused loop
+  (time-major) give the same h and final state from the same parameters."""
+  x = np.random.default_rng(0).normal(size=(4, 9, 3)).astype(np.float32)
+  cell = _cell(kind)
+  rnn = nn.RNN(cell, return_carry=True)
+  variables = rnn.init(jax.random.PRNGKey(2), x)
+  carry, h_steps = rnn.apply(variables, x)
+  h_loop, final = cell.apply({"params": variables["params"]["cell"]}, x.swapaxes(0, 1),
+                             method="over_sequence")
+  np.testing.assert_allclose(h_steps, np.swapaxes(h_loop, 0, 1), rtol=1e-5, atol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               carry, final)
+
+
+@pytest.mark.parametrize("kind", CELL_KINDS)
+def test_base_config_holds_each_cells_fields_and_defaults(kind):
+  options = configlib.base_config().model.cells[kind].to_dict()
+  cls = cells.get(kind)
+  assert tuple(options) == tuple(sorted(cls.option_names()))
+  assert all(options[k] == getattr(cls(), k) for k in options)
+  for field, allowed in cls.choices.items():
+    config = configlib.base_config()
+    config.model.cells[kind][field] = "not-a-choice"
+    with pytest.raises(ValueError, match=rf"config\.model\.cells\.{kind}\.{field}"):
+      configlib.validate(config)
 
 
 def test_initial_state_is_used():

@@ -6,7 +6,7 @@ import pytest
 
 from irnn_jax import configlib, train
 from configs import adding
-from tests.test_train import tiny_config
+from tests.conftest import tiny_config
 
 
 @pytest.mark.parametrize("variant", adding.VARIANTS + ("indrnn_paper",))

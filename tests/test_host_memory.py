@@ -45,13 +45,16 @@ def _faults_after_first_fill(mode: str, env=None) -> int:
   return int(done.stdout.strip())
 
 
+@pytest.mark.slow
 def test_freed_block_is_refaulted_by_default():
   assert _faults_after_first_fill("default") > PAGES // 2
 
 
+@pytest.mark.slow
 def test_keep_freed_memory_reuses_the_block():
   assert _faults_after_first_fill("keep") < PAGES // 100
 
 
+@pytest.mark.slow
 def test_environment_variables_do_the_same():
   assert _faults_after_first_fill("default", host_memory.ENVIRONMENT) < PAGES // 100

@@ -177,6 +177,7 @@ def _cell_loss_and_grads(kind: str, remat: bool, x, unroll: int = 1):
   return value, grads, temp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, unroll", [("gru", 2), ("lstm", 2)])
 def test_remat_same_gradients_less_memory(kind, unroll):
   x = _x((400, 8, 3))
@@ -188,6 +189,7 @@ def test_remat_same_gradients_less_memory(kind, unroll):
   assert temp_r < 0.8 * temp, (temp_r, temp)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_gated_backward_stores_less_than_remat(kind):
   """The LSTM's and GRU's hand-written backward passes (unroll 1) keep the

@@ -5,7 +5,6 @@ Set MNIST_ALL_VARIANTS=1 to train one step of every variant of every MNIST
 config (about 2 minutes on 2 cores) instead of a covering subset.
 """
 
-import gzip
 import importlib.util
 import os
 import struct
@@ -16,71 +15,14 @@ import pytest
 from configs.common import mnist as mnist_configs
 from irnn_jax import configlib
 from irnn_jax.data import build_dataset, idx, mnist, mnist_source
+from tests.conftest import N_TEST, N_TRAIN, data_cfg, fake_images, idx_bytes, write, write_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = ("sequential_mnist", "permuted_mnist", "mnist_patches", "row_mnist")
-N_TRAIN, N_TEST = 50, 12
-
-
-def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
-  """IDX file bytes, written field by field from the spec."""
-  header = bytes([0, 0, code, array.ndim])
-  for size in array.shape:
-    header += struct.pack(">I", size)
-  big_endian = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
-                0x0E: ">f8"}[code]
-  return header + array.astype(big_endian).tobytes()
-
-
-def write(path: str, payload: bytes):
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "wb") as f:
-    f.write(payload)
-
-
-def fake_images(n: int, offset: int) -> np.ndarray:
-  """uint8 [n, 28, 28]: example i carries its id (offset + i) in pixels 0 and 1
-  (low and high byte); pixel 2 is 255 and the others a fixed pattern."""
-  rng = np.random.default_rng(offset)
-  images = rng.integers(0, 256, (n, 784), dtype=np.uint8)
-  ids = np.arange(offset, offset + n)
-  images[:, 0], images[:, 1], images[:, 2] = ids % 256, ids // 256, 255
-  return images.reshape(n, 28, 28)
-
-
-def write_mnist(directory: str, gz: bool = True, n_train: int = N_TRAIN,
-                n_test: int = N_TEST) -> str:
-  os.makedirs(directory, exist_ok=True)
-  suffix = ".gz" if gz else ""
-  for prefix, n, offset in (("train", n_train, 0), ("t10k", n_test, 1000)):
-    write(os.path.join(directory, f"{prefix}-images-idx3-ubyte{suffix}"),
-          idx_bytes(fake_images(n, offset)))
-    write(os.path.join(directory, f"{prefix}-labels-idx1-ubyte{suffix}"),
-          idx_bytes(np.arange(n) % 10))
-  return directory
-
-
 def ids_of(inputs: np.ndarray) -> np.ndarray:
   """Example ids from unit-normalised pixel-view inputs [B, 784, 1]."""
   pixels = np.rint(inputs[:, :2, 0] * 255).astype(int)
   return pixels[:, 0] + 256 * pixels[:, 1]
-
-
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-  return write_mnist(str(tmp_path_factory.mktemp("mnist")))
-
-
-def data_cfg(directory, view="pixels", **overrides):
-  c = mnist_configs.data_config(configlib.base_config(), view).data
-  c.dir = directory
-  c.source = "files"
-  c.validation_size = 10
-  c.batch_size = 8
-  c.eval_batch_size = 5
-  for key, value in overrides.items():
-    c[key] = value
-  return c
 
 
 # IDX reader.

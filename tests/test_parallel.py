@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent("""
     import orbax.checkpoint as ocp
     from jax.flatten_util import ravel_pytree
     from irnn_jax import parallel, train
-    from tests.test_train import tiny_config
+    from tests.conftest import tiny_config
 
     if len(sys.argv) > 4:  # coordinator address, number of processes, process id
       parallel.initialize(sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
@@ -53,6 +53,7 @@ def _run(tmp_path, devices, cell="indrnn"):
   return np.load(out), float(result.stdout.split()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["indrnn", "irnn", "lstm", "gru"])
 def test_four_devices_match_one(tmp_path, cell):
   """IndRNN (bidirectional, batch norm over the sequence), IRNN, LSTM and GRU."""
@@ -65,19 +66,17 @@ def test_four_devices_match_one(tmp_path, cell):
 
 STEP_SCRIPT = textwrap.dedent("""
     import jax
-    from irnn_jax import data, models, optim, parallel, train
-    from tests.test_train import tiny_config
+    from irnn_jax import parallel, run, train
+    from tests.conftest import tiny_config
 
     cfg = tiny_config("indrnn")
     cfg.model.norm = "sequence"
     cfg.model.bidirectional = True
-    dataset = data.build_dataset(cfg.data, cfg.seed, None)
-    model = models.build_model(cfg.model, seq_len=dataset.seq_len,
-                               num_outputs=dataset.num_outputs, readout=dataset.readout)
-    tx = optim.make_optimizer(cfg.optimizer)
+    built = run.build(cfg, None)
+    dataset, model, tx = built.dataset, built.model, built.optimizer
     batch = dataset.train_batch(0)
     mesh = parallel.data_mesh()
-    state = parallel.replicate(train.create_train_state(cfg, model, tx, batch["inputs"]), mesh)
+    state = parallel.replicate(built.state, mesh)
     step = train.make_train_step(cfg, model, tx, dataset.task, mesh=mesh)
     rows = parallel.shard_batch(batch, mesh)
     eval_step = train.make_eval_step(model, dataset.task, mesh)
@@ -91,6 +90,7 @@ STEP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_steps_move_no_activations_between_devices():
   """Each device runs the forward and backward pass on its own rows: the
   compiled 4-device training, evaluation and batch-statistics steps of a
@@ -114,6 +114,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_device(tmp_path):
   """Each process has one CPU device and feeds it its own half of every batch;
   gradients are all-reduced across the processes by the jitted step."""
@@ -138,6 +139,7 @@ def test_two_processes_match_one_device(tmp_path):
   assert len(events) == 1, events  # Only process 0 writes the logs.
 
 
+@pytest.mark.slow
 def test_main_splits_the_cpu(tmp_path):
   """`experiments.main --cpu_devices=2` trains on a mesh of two CPU devices."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")

@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs.common import ptb as ptb_configs
-from irnn_jax import configlib, models, sampling, tasks, train
+from irnn_jax import configlib, models, run, sampling, tasks, train
 from irnn_jax.checkpoints import Checkpointer
 from irnn_jax.data import build_dataset, ptb
 from irnn_jax.summary import read_scalars
@@ -118,6 +118,7 @@ def test_char_level_spells_out_word_files_when_char_files_are_missing(tmp_path):
 SHARED_PTB = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ptb")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(SHARED_PTB), reason="needs ../shared/data/ptb")
 def test_spelled_real_word_files_match_the_standard_char_files(tmp_path):
   """The real valid split spelled in memory gives the tokens of the standard
@@ -331,11 +332,11 @@ def test_sampler_prints_text_and_follows_the_model(lm_run):
   assert set(text) <= set("".join(SENTENCES["train"]) + "\n")
   # Greedy tokens are the argmax of the model run over the whole sequence in
   # windows with the state carried, as in evaluation: the windowing is right.
-  model, variables, config, vocab = sample.load(workdir)
-  context = [vocab["tokens"].index(ptb.EOS)]
-  ids = context + sampling.generate(model, variables, config.data.seq_len, context,
-                                    20, temperature=0.0)
-  seq_len, states, predicted = config.data.seq_len, None, []
+  loaded = run.load_run(workdir, with_data=False)
+  model, variables, seq_len = loaded.model, loaded.variables, loaded.spec.seq_len
+  context = [ptb.load_vocab(workdir)["tokens"].index(ptb.EOS)]
+  ids = context + sampling.generate(model, variables, seq_len, context, 20, temperature=0.0)
+  states, predicted = None, []
   for start in range(0, 24, seq_len):
     window = np.array([ids[start:start + seq_len]], np.int32)
     logits, states = model.apply(variables, window, states, train=False)

@@ -13,7 +13,7 @@ import pytest
 from irnn_jax import configlib, models, predictions, spatial, train
 from irnn_jax.cells import GRUCell, IndRNNCell, IRNNCell, LSTMCell
 from irnn_jax.data import build_dataset, images
-from tests.test_mnist_data import N_TEST, data_cfg, write_mnist
+from tests.conftest import N_TEST, data_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -161,11 +161,6 @@ def test_renet_config_variants(variant):
 
 
 # Image data.
-
-
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-  return write_mnist(str(tmp_path_factory.mktemp("mnist")))
 
 
 def test_mnist_image_view_and_padding(mnist_dir):

@@ -140,6 +140,7 @@ def tiny_sweep(tiny_config, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_three_points_finish_and_a_rerun_does_no_new_work(tiny_config, tiny_sweep):
   rows = _rows(tiny_sweep)
   assert [r["name"] for r in rows] == ["seq_len=4", "seq_len=6", "variant=irnn,seq_len=6"]
@@ -166,6 +167,7 @@ def test_three_points_finish_and_a_rerun_does_no_new_work(tiny_config, tiny_swee
   assert [r["status"] for r in _rows(tiny_sweep)] == ["finished"] * 3
 
 
+@pytest.mark.slow
 def test_failed_point_is_reported_and_the_others_finish(tiny_config, tmp_path, capsys):
   workdir = str(tmp_path)
   assert sweep.run_sweep(f"{tiny_config}:indrnn", workdir, sweep="with_failure",
@@ -192,6 +194,7 @@ json.dump({"step": 1}, open(os.path.join(workdir, "metrics.json"), "w"))
 """
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_children_and_a_rerun_continues(tiny_config, tmp_path, capsys):
   workdir = str(tmp_path)
   slow = {"seq_len=6", "variant=irnn,seq_len=6"}
@@ -224,6 +227,7 @@ def test_sigterm_stops_the_children_and_a_rerun_continues(tiny_config, tmp_path,
     assert f.read().count("=== ") == 1  # Started once, over both runs.
 
 
+@pytest.mark.slow
 def test_report_reads_the_trainers_event_files(tiny_sweep, tmp_path):
   runs = [os.path.join(tiny_sweep, name) for name in ("seq_len=4", "seq_len=6")]
   rows = [report.summarize(run, "test/mse", "min") for run in runs]

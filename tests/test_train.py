@@ -9,19 +9,7 @@ import pytest
 
 from irnn_jax import data, train
 from irnn_jax.summary import read_scalars
-from configs import adding
-
-
-def tiny_config(variant="indrnn", **train_fields):
-  cfg = adding.get_config(variant)
-  cfg.data.seq_len = 12
-  cfg.data.batch_size = 16
-  cfg.data.eval_examples = 64
-  cfg.data.eval_batch_size = 32
-  cfg.model.hidden_size = 16
-  cfg.train.update(num_steps=20, log_every=5, eval_every=10, checkpoint_every=10)
-  cfg.train.update(train_fields)
-  return cfg
+from tests.conftest import tiny_config
 
 
 def _checkpoint(workdir, step):

@@ -1,9 +1,12 @@
 """Recurrent cells, one module each, found by the name configs use.
 
   cells.get("indrnn") -> IndRNNCell;  cells.names() -> every registered name.
-A new cell is a subclass of `RecurrentCellBase` in its own module with
-`@register("name")`, imported below (docs/extending.md).
+Every module in this folder is imported here, so a new cell is one module with
+a `RecurrentCellBase` subclass marked `@register("name")` (docs/extending.md).
 """
+
+import importlib
+import pkgutil
 
 from irnn_jax.cells.base import REGISTRY, InputProjection, RecurrentCellBase, register
 from irnn_jax.cells.gru import GRUCell
@@ -12,8 +15,15 @@ from irnn_jax.cells.irnn import IRNNCell
 from irnn_jax.cells.lstm import LSTMCell
 from irnn_jax.cells.rnn import TanhRNNCell
 
+for _module in pkgutil.iter_modules(__path__):
+  importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["GRUCell", "IndRNNCell", "IRNNCell", "InputProjection", "LSTMCell",
+           "RecurrentCellBase", "TanhRNNCell", "get", "names", "register"]
+
 
 def names() -> tuple[str, ...]:
+  """Registered cell names, in the order their modules were imported."""
   return tuple(REGISTRY)
 
 
