@@ -22,13 +22,17 @@ def _track_running_stats(module: nn.Module, mean_stat, var_stat, mean, var):
     var_stat.value = m * var_stat.value + (1 - m) * var
 
 
-def _batch_moments(total, total_sq, count: int):
-  """(mean, variance) from the sums of x and x^2 over `count` values, summed
-  over the devices as well inside the training step's per-device map."""
-  total, total_sq = parallel.sum_over_devices((total, total_sq))
-  count = count * parallel.data_devices()
-  mean = total / count
-  return mean, jnp.maximum(total_sq / count - jnp.square(mean), 0.0)
+def _batch_moments(total, squared_deviations, count: int):
+  """(mean, variance) from the sum of x and the sum of (x - mean)^2 over
+  `count` values (`recurrences.sequence_sums`). Inside the training step's
+  per-device map, of all devices' values: the global mean first, then each
+  device's squared deviations M2_d moved to it, sum_d (M2_d + n_d (mean_d -
+  mean)^2), with no E[x^2] - E[x]^2 to cancel."""
+  all_count = count * parallel.data_devices()
+  mean = parallel.sum_over_devices(total) / all_count
+  squared_deviations = parallel.sum_over_devices(
+      squared_deviations + count * jnp.square(total / count - mean))
+  return mean, squared_deviations / all_count
 
 
 def can_fold_norm(norm: str, norm_position: str, dropout: float) -> bool:
@@ -54,7 +58,7 @@ class PerStepBatchNorm(nn.Module):
       if steps != mean_stat.value.shape[0]:
         raise ValueError(f"per-step batch norm was built for {mean_stat.value.shape[0]}"
                          f" steps, got {steps} in training")
-      mean, var = _batch_moments(x.sum(axis=1), jnp.square(x).sum(axis=1), x.shape[1])
+      mean, var = _batch_moments(*recurrences.sequence_sums(x, axes=(1,)), x.shape[1])
       _track_running_stats(self, mean_stat, var_stat, mean, var)
     else:
       if steps > mean_stat.value.shape[0]:
@@ -76,15 +80,16 @@ class SequenceBatchNorm(nn.Module):
   @nn.compact
   def affine(self, x, *, train: bool, sums=()):
     """(scale, shift); in training from this batch's statistics, taken from
-    `sums` = (sum of x, sum of x^2) over all but the last axis when given."""
+    `sums` = (sum of x, sum of (x - mean)^2) over all but the last axis when
+    given (as `recurrences.sequence_sums`)."""
     features = x.shape[-1]
     mean_stat = self.variable("batch_stats", "mean", jnp.zeros, (features,))
     var_stat = self.variable("batch_stats", "var", jnp.ones, (features,))
     gamma = self.param("scale", nn.initializers.ones, (features,))
     beta = self.param("bias", nn.initializers.zeros, (features,))
     if train:
-      total, total_sq = sums or recurrences.sequence_sums(x)
-      mean, var = _batch_moments(total, total_sq, x.size // features)
+      total, squared_deviations = sums or recurrences.sequence_sums(x)
+      mean, var = _batch_moments(total, squared_deviations, x.size // features)
       _track_running_stats(self, mean_stat, var_stat, mean, var)
     else:
       mean, var = mean_stat.value, var_stat.value

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from irnn_jax.cells import CellSpec, InputProjection, RecurrentCell
-from irnn_jax.layers import RecurrentLayer
+from irnn_jax.layers import PerStepBatchNorm, RecurrentLayer, SequenceBatchNorm
 from irnn_jax.models import RecurrentStack, SequenceModel
 
 SPEC = CellSpec(kind="indrnn", hidden_size=5, input_std=0.5, u_low=-0.9, u_high=0.9)
@@ -200,3 +200,103 @@ def test_gated_backward_stores_less_than_remat(kind):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
                grads, grads_r)
   assert temp < temp_r, (temp, temp_r)
+
+
+# Batch norm of values with a large mean against their spread, over enough
+# values (9 x 64) for E[h^2] - E[h]^2 in float32 to lose the variance.
+LARGE_MEAN, SMALL_STD = 10.0, 0.03
+
+
+def _large_mean_x(shape=(9, 64, 6), seed=0):
+  return (LARGE_MEAN + SMALL_STD * _x(shape, seed)).astype(np.float32)
+
+
+def _normalised64(h, axes=(0, 1)):
+  """Two-pass batch norm of h in float64 over `axes`: the reference."""
+  h = np.asarray(h, np.float64)
+  mean = h.mean(axis=axes, keepdims=True)
+  return (h - mean) / np.sqrt(np.square(h - mean).mean(axis=axes, keepdims=True) + 1e-5)
+
+
+def _max_error(y, reference):
+  return float(np.abs(np.asarray(y, np.float64) - reference).max())
+
+
+@pytest.mark.parametrize("norm, axes", [(SequenceBatchNorm, (0, 1)), (PerStepBatchNorm, (1,))])
+def test_batch_norm_is_accurate_for_a_large_mean(norm, axes):
+  x = _large_mean_x()
+  variables = norm().init(jax.random.PRNGKey(0), x, train=False)
+  y, _ = norm().apply(variables, x, train=True, mutable=["batch_stats"])
+  assert _max_error(y, _normalised64(x, axes)) < 1e-3
+
+
+# IndRNN h_t = z_t + b (identity, u = 0) with 6 inputs and 6 units.
+LARGE_MEAN_SPEC = dataclasses.replace(SPEC, hidden_size=6, activation="identity",
+                                      u_init="constant", u_value=0.0)
+
+
+def _large_mean_params(params):
+  """params with every input projection x W + b set to b = LARGE_MEAN and
+  W = SMALL_STD * an orthogonal matrix: for independent unit-variance inputs,
+  independent features of mean 10 and std 0.03."""
+  if "input_projection" in params:
+    kernel = np.asarray(params["input_projection"]["kernel"], np.float64)
+    orthogonal = np.linalg.qr(kernel)[0].astype(np.float32)
+    bias = np.full_like(params["input_projection"]["bias"], LARGE_MEAN)
+    return {**params, "input_projection": {"kernel": SMALL_STD * orthogonal, "bias": bias}}
+  return {k: _large_mean_params(v) if isinstance(v, dict) else v for k, v in params.items()}
+
+
+def _large_mean_layer_output(module, x):
+  """(y, params) of `module` in training, its parameters made large-mean."""
+  variables = module.init(jax.random.PRNGKey(0), x, train=False)
+  params = _large_mean_params(variables["params"])
+  (y, _), _ = module.apply({**variables, "params": params}, x, train=True,
+                           mutable=["batch_stats"])
+  return y, params
+
+
+def _projection64(x, params):
+  """x W + b of a cell's input projection in float64."""
+  projection = params["input_projection"]
+  return (np.asarray(x, np.float64) @ np.asarray(projection["kernel"], np.float64)
+          + np.asarray(projection["bias"], np.float64))
+
+
+def test_loop_summed_batch_norm_is_accurate_for_a_large_mean():
+  """Post-activation sequence norm, its statistics summed in the time loop,
+  against the layer's own h normalised in float64."""
+  x = _x((9, 64, 6))
+  layer = RecurrentLayer(LARGE_MEAN_SPEC, norm="sequence", norm_position="post")
+  y, params = _large_mean_layer_output(layer, x)
+  h = _cell_output(params["forward"], x, LARGE_MEAN_SPEC)
+  assert abs(h.mean() - LARGE_MEAN) < 0.1 and h.std(axis=(0, 1)).max() < 0.05
+  assert _max_error(y, _normalised64(h)) < 1e-3
+
+
+@pytest.mark.parametrize("norm, axes", [("sequence", (0, 1)), ("per_step", (1,))])
+def test_pre_activation_batch_norm_is_accurate_for_a_large_mean(norm, axes):
+  """Pre-activation norm of z = x W + b; with u = 0 and the identity the layer
+  outputs the normalised z."""
+  x = _x((9, 64, 6))
+  y, params = _large_mean_layer_output(
+      RecurrentLayer(LARGE_MEAN_SPEC, norm=norm, norm_position="pre"), x)
+  assert _max_error(y, _normalised64(_projection64(x, params["forward"]), axes)) < 1e-3
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_folded_batch_norm_is_accurate_for_a_large_mean(fold):
+  """Two layers with post sequence norm, the first folded into the second's
+  kernel (or written out): against float64 layers normalised in two passes."""
+  x = _x((9, 64, 6))
+  y, params = _large_mean_layer_output(
+      RecurrentStack((LARGE_MEAN_SPEC,) * 2, norm="sequence", norm_position="post",
+                     fold_norm=fold), x)
+  if fold:
+    y = y.materialize()
+  reference = x
+  for i in range(2):
+    h = _projection64(reference, params[f"layer_{i}"]["forward"])  # u = 0: h_t = z_t + b.
+    assert abs(h.mean() - LARGE_MEAN) < 0.1 and h.std(axis=(0, 1)).max() < 0.05
+    reference = _normalised64(h)
+  assert _max_error(y, reference) < 1e-3
