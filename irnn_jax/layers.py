@@ -15,7 +15,8 @@ BN_MOMENTUM = 0.9  # Running-average decay; PyTorch's momentum 0.1.
 
 
 def _track_running_stats(module: nn.Module, mean_stat, var_stat, mean, var):
-  """Moves the running averages towards this batch's statistics (not at init)."""
+  """Moves the running averages towards this batch's statistics (not at init);
+  `var` is the unbiased variance, as PyTorch's running_var."""
   if not module.is_initializing():
     m = BN_MOMENTUM
     mean_stat.value = m * mean_stat.value + (1 - m) * mean
@@ -23,16 +24,17 @@ def _track_running_stats(module: nn.Module, mean_stat, var_stat, mean, var):
 
 
 def _batch_moments(total, squared_deviations, count: int):
-  """(mean, variance) from the sum of x and the sum of (x - mean)^2 over
-  `count` values (`recurrences.sequence_sums`). Inside the training step's
-  per-device map, of all devices' values: the global mean first, then each
-  device's squared deviations M2_d moved to it, sum_d (M2_d + n_d (mean_d -
-  mean)^2), with no E[x^2] - E[x]^2 to cancel."""
+  """(mean, variance M2 / n, unbiased variance M2 / (n - 1)) from the sum of
+  x and the sum M2 of (x - mean)^2 over `count` values (as
+  `recurrences.sequence_sums`). Inside the training step's per-device map, of
+  all devices' values: the global mean first, then each device's M2_d moved
+  to it, sum_d (M2_d + n_d (mean_d - mean)^2), with no E[x^2] - E[x]^2 to
+  cancel."""
   all_count = count * parallel.data_devices()
   mean = parallel.sum_over_devices(total) / all_count
   squared_deviations = parallel.sum_over_devices(
       squared_deviations + count * jnp.square(total / count - mean))
-  return mean, squared_deviations / all_count
+  return mean, squared_deviations / all_count, squared_deviations / max(all_count - 1, 1)
 
 
 def can_fold_norm(norm: str, norm_position: str, dropout: float) -> bool:
@@ -44,7 +46,9 @@ def can_fold_norm(norm: str, norm_position: str, dropout: float) -> bool:
 class PerStepBatchNorm(nn.Module):
   """Batch norm with separate statistics for every time step (IndRNN's choice
   for language models). Input x[T, B, H]; running stats are [T_max, H], scale
-  and bias are shared over time. Shorter sequences use the first T rows."""
+  and bias are shared over time. Shorter sequences use the first T rows.
+  Training normalises by the batch variance and tracks the unbiased one in
+  the running average, as PyTorch."""
   epsilon: float = 1e-5
 
   @nn.compact
@@ -58,8 +62,9 @@ class PerStepBatchNorm(nn.Module):
       if steps != mean_stat.value.shape[0]:
         raise ValueError(f"per-step batch norm was built for {mean_stat.value.shape[0]}"
                          f" steps, got {steps} in training")
-      mean, var = _batch_moments(*recurrences.sequence_sums(x, axes=(1,)), x.shape[1])
-      _track_running_stats(self, mean_stat, var_stat, mean, var)
+      mean, var, unbiased_var = _batch_moments(*recurrences.sequence_sums(x, axes=(1,)),
+                                               x.shape[1])
+      _track_running_stats(self, mean_stat, var_stat, mean, unbiased_var)
     else:
       if steps > mean_stat.value.shape[0]:
         raise ValueError(f"per-step batch norm has statistics for "
@@ -73,7 +78,9 @@ class SequenceBatchNorm(nn.Module):
   """Batch norm of x[T, B, H] with one set of statistics over time and batch.
 
   `affine` returns the normalisation as y = x * scale + shift (vectors [H]),
-  so that a following matrix product can absorb it (`PendingNorm`).
+  so that a following matrix product can absorb it (`PendingNorm`). Training
+  normalises by the batch variance and tracks the unbiased one in the running
+  average, as PyTorch.
   """
   epsilon: float = 1e-5
 
@@ -89,8 +96,8 @@ class SequenceBatchNorm(nn.Module):
     beta = self.param("bias", nn.initializers.zeros, (features,))
     if train:
       total, squared_deviations = sums or recurrences.sequence_sums(x)
-      mean, var = _batch_moments(total, squared_deviations, x.size // features)
-      _track_running_stats(self, mean_stat, var_stat, mean, var)
+      mean, var, unbiased_var = _batch_moments(total, squared_deviations, x.size // features)
+      _track_running_stats(self, mean_stat, var_stat, mean, unbiased_var)
     else:
       mean, var = mean_stat.value, var_stat.value
     scale = gamma * jax.lax.rsqrt(var + self.epsilon)

@@ -35,8 +35,9 @@ def test_post_batch_norm_statistics(mode, kind):
   mean, var = h.mean(axis=axes, keepdims=True), h.var(axis=axes, keepdims=True)
   np.testing.assert_allclose(np.asarray(y), (h - mean) / np.sqrt(var + 1e-5), atol=1e-4)
   stats = updated["batch_stats"]["norm"]
-  expected_mean = 0.1 * (h.mean(axis=axes) if mode == "per_step" else h.mean(axis=(0, 1)))
-  np.testing.assert_allclose(stats["mean"], expected_mean, atol=1e-5)
+  np.testing.assert_allclose(stats["mean"], 0.1 * h.mean(axis=axes), atol=1e-5)
+  # From var = 1, towards the unbiased variance.
+  np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * h.var(axis=axes, ddof=1), rtol=1e-5)
   # Evaluation uses the running statistics, per step in per_step mode.
   y_eval, _ = layer.apply({**variables, "batch_stats": updated["batch_stats"]}, x, train=False)
   run_mean = np.asarray(stats["mean"])
@@ -227,6 +228,20 @@ def test_batch_norm_is_accurate_for_a_large_mean(norm, axes):
   x = _large_mean_x()
   variables = norm().init(jax.random.PRNGKey(0), x, train=False)
   y, _ = norm().apply(variables, x, train=True, mutable=["batch_stats"])
+  assert _max_error(y, _normalised64(x, axes)) < 1e-3
+
+
+@pytest.mark.parametrize("norm, axes", [(SequenceBatchNorm, (0, 1)), (PerStepBatchNorm, (1,))])
+def test_running_variance_is_unbiased(norm, axes):
+  """Training tracks n / (n - 1) times the batch variance, as PyTorch, while it
+  normalises by the batch variance itself."""
+  x = _large_mean_x((9, 4, 6))
+  variables = norm().init(jax.random.PRNGKey(0), x, train=False)
+  y, updated = norm().apply(variables, x, train=True, mutable=["batch_stats"])
+  stats = updated["batch_stats"]
+  x64 = x.astype(np.float64)
+  np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * x64.var(axis=axes, ddof=1), rtol=1e-6)
+  np.testing.assert_allclose(stats["mean"], 0.1 * x64.mean(axis=axes), rtol=1e-6)
   assert _max_error(y, _normalised64(x, axes)) < 1e-3
 
 
