@@ -15,20 +15,26 @@ BN_MOMENTUM = 0.9  # Running-average decay; PyTorch's momentum 0.1.
 
 
 def _track_running_stats(module: nn.Module, mean_stat, var_stat, mean, var):
-  """Moves the running averages towards this batch's statistics (not at init)."""
+  """Moves the running averages towards this batch's statistics (not at init);
+  `var` is the unbiased variance, as PyTorch's running_var."""
   if not module.is_initializing():
     m = BN_MOMENTUM
     mean_stat.value = m * mean_stat.value + (1 - m) * mean
     var_stat.value = m * var_stat.value + (1 - m) * var
 
 
-def _batch_moments(total, total_sq, count: int):
-  """(mean, variance) from the sums of x and x^2 over `count` values, summed
-  over the devices as well inside the training step's per-device map."""
-  total, total_sq = parallel.sum_over_devices((total, total_sq))
-  count = count * parallel.data_devices()
-  mean = total / count
-  return mean, jnp.maximum(total_sq / count - jnp.square(mean), 0.0)
+def _batch_moments(total, squared_deviations, count: int):
+  """(mean, variance M2 / n, unbiased variance M2 / (n - 1)) from the sum of
+  x and the sum M2 of (x - mean)^2 over `count` values (as
+  `recurrences.sequence_sums`). Inside the training step's per-device map, of
+  all devices' values: the global mean first, then each device's M2_d moved
+  to it, sum_d (M2_d + n_d (mean_d - mean)^2), with no E[x^2] - E[x]^2 to
+  cancel."""
+  all_count = count * parallel.data_devices()
+  mean = parallel.sum_over_devices(total) / all_count
+  squared_deviations = parallel.sum_over_devices(
+      squared_deviations + count * jnp.square(total / count - mean))
+  return mean, squared_deviations / all_count, squared_deviations / max(all_count - 1, 1)
 
 
 def can_fold_norm(norm: str, norm_position: str, dropout: float) -> bool:
@@ -40,7 +46,9 @@ def can_fold_norm(norm: str, norm_position: str, dropout: float) -> bool:
 class PerStepBatchNorm(nn.Module):
   """Batch norm with separate statistics for every time step (IndRNN's choice
   for language models). Input x[T, B, H]; running stats are [T_max, H], scale
-  and bias are shared over time. Shorter sequences use the first T rows."""
+  and bias are shared over time. Shorter sequences use the first T rows.
+  Training normalises by the batch variance and tracks the unbiased one in
+  the running average, as PyTorch."""
   epsilon: float = 1e-5
 
   @nn.compact
@@ -54,8 +62,9 @@ class PerStepBatchNorm(nn.Module):
       if steps != mean_stat.value.shape[0]:
         raise ValueError(f"per-step batch norm was built for {mean_stat.value.shape[0]}"
                          f" steps, got {steps} in training")
-      mean, var = _batch_moments(x.sum(axis=1), jnp.square(x).sum(axis=1), x.shape[1])
-      _track_running_stats(self, mean_stat, var_stat, mean, var)
+      mean, var, unbiased_var = _batch_moments(*recurrences.sequence_sums(x, axes=(1,)),
+                                               x.shape[1])
+      _track_running_stats(self, mean_stat, var_stat, mean, unbiased_var)
     else:
       if steps > mean_stat.value.shape[0]:
         raise ValueError(f"per-step batch norm has statistics for "
@@ -69,23 +78,26 @@ class SequenceBatchNorm(nn.Module):
   """Batch norm of x[T, B, H] with one set of statistics over time and batch.
 
   `affine` returns the normalisation as y = x * scale + shift (vectors [H]),
-  so that a following matrix product can absorb it (`PendingNorm`).
+  so that a following matrix product can absorb it (`PendingNorm`). Training
+  normalises by the batch variance and tracks the unbiased one in the running
+  average, as PyTorch.
   """
   epsilon: float = 1e-5
 
   @nn.compact
   def affine(self, x, *, train: bool, sums=()):
     """(scale, shift); in training from this batch's statistics, taken from
-    `sums` = (sum of x, sum of x^2) over all but the last axis when given."""
+    `sums` = (sum of x, sum of (x - mean)^2) over all but the last axis when
+    given (as `recurrences.sequence_sums`)."""
     features = x.shape[-1]
     mean_stat = self.variable("batch_stats", "mean", jnp.zeros, (features,))
     var_stat = self.variable("batch_stats", "var", jnp.ones, (features,))
     gamma = self.param("scale", nn.initializers.ones, (features,))
     beta = self.param("bias", nn.initializers.zeros, (features,))
     if train:
-      total, total_sq = sums or recurrences.sequence_sums(x)
-      mean, var = _batch_moments(total, total_sq, x.size // features)
-      _track_running_stats(self, mean_stat, var_stat, mean, var)
+      total, squared_deviations = sums or recurrences.sequence_sums(x)
+      mean, var, unbiased_var = _batch_moments(total, squared_deviations, x.size // features)
+      _track_running_stats(self, mean_stat, var_stat, mean, unbiased_var)
     else:
       mean, var = mean_stat.value, var_stat.value
     scale = gamma * jax.lax.rsqrt(var + self.epsilon)

@@ -4,9 +4,9 @@ Every function takes the input projection of all time steps, already computed
 (`z[T, B, G*H]`, one matrix product outside the loop), plus the recurrent
 parameters and an initial state, and returns `(h[T, B, H], final_state)`.
 All add the projection's bias inside the loop, and the IndRNN, IRNN and
-tanh-RNN ones can return batch-norm sums, so neither costs a pass over
-[T, B, H]. Each is differentiated by a hand-written reverse loop (a
-`custom_vjp`; LSTM and GRU only when not unrolled); the `*_autodiff`
+tanh-RNN ones can return batch-norm sums (`sequence_sums`), so neither costs
+a pass over [T, B, H]. Each is differentiated by a hand-written reverse loop
+(a `custom_vjp`; LSTM and GRU only when not unrolled); the `*_autodiff`
 functions are the same recurrences as a lax.scan differentiated by JAX, the
 reference for tests.
 """
@@ -44,14 +44,15 @@ def _check_activation(activation: str):
 
 def _hand_differentiated(forward, backward):
   """forward(z, weights, bias, h0, activation, unroll, moments) -> (hs, sums)
-  as a `jax.custom_vjp` whose only residuals are (hs, weights, h0),
-  differentiated by backward(activation, unroll, moments, residuals,
-  (dhs, dsums)) -> (dz, dweights, dbias, dh0)."""
+  as a `jax.custom_vjp` whose only residuals are (hs, weights, h0, mean of h
+  [H] or None), differentiated by backward(activation, unroll, moments,
+  residuals, (dhs, dsums)) -> (dz, dweights, dbias, dh0)."""
   recurrence = jax.custom_vjp(forward, nondiff_argnums=(4, 5, 6))
 
   def forward_keeping_h(z, weights, bias, h0, activation, unroll, moments):
     hs, sums = forward(z, weights, bias, h0, activation, unroll, moments)
-    return (hs, sums), (hs, weights, h0)  # The outputs are the only activations kept.
+    mean = sums[0] / _rows_and_steps(hs) if moments else None
+    return (hs, sums), (hs, weights, h0, mean)  # The outputs are the only activations kept.
 
   def backward_summed(activation, unroll, moments, residuals, cotangents):
     dz, dweights, dbias, dh0 = backward(activation, unroll, moments, residuals, cotangents)
@@ -63,16 +64,45 @@ def _hand_differentiated(forward, backward):
   return recurrence
 
 
-def sequence_sums(x: Array) -> tuple[Array, Array]:
-  """(sum of x, sum of x^2) over all axes but the last: batch-norm statistics
-  of a whole sequence, as the loops below accumulate them."""
-  axes = tuple(range(x.ndim - 1))
-  return x.sum(axis=axes), jnp.square(x).sum(axis=axes)
+def _rows_and_steps(x) -> int:
+  """How many values of each feature x[..., H] holds."""
+  return x.size // x.shape[-1]
 
 
-def _sums_of_rows(h, sums):
-  """Adds h and h * h to the running (sum of h, sum of h^2) rows, if kept."""
-  return (sums[0] + h, sums[1] + h * h) if sums else sums
+def _sums_about(shift, total_d, total_d2, count: int):
+  """(sum of x, sum of (x - mean)^2) of `count` values from the sums of
+  d = x - shift and of d^2: shift * count + sum d, and sum d^2 - (sum d)^2 /
+  count, which does not cancel when the shift is near the mean (E[x^2] -
+  E[x]^2 does in float32 when |mean| >> std)."""
+  squared_deviations = jnp.maximum(total_d2 - jnp.square(total_d) / count, 0.0)
+  return shift * count + total_d, squared_deviations
+
+
+def sequence_sums(x: Array, axes: tuple[int, ...] | None = None) -> tuple[Array, Array]:
+  """(sum of x, sum of (x - mean)^2) over `axes` (default: all but the last,
+  each sum [H]): batch-norm statistics of a whole sequence x[T, B, H], what the
+  loops below return. Two passes: a first mean, then the sums of deviations
+  from it (`_sums_about`), which also correct the mean."""
+  axes = tuple(range(x.ndim - 1)) if axes is None else axes
+  first_mean = x.mean(axis=axes)
+  deviation = x - jnp.expand_dims(first_mean, axes)
+  return _sums_about(first_mean, deviation.sum(axis=axes), jnp.square(deviation).sum(axis=axes),
+                     x.size // first_mean.size)
+
+
+def _first_step_shift(z, h0, step, moments: bool):
+  """The batch mean of h_0 = step(z_0, h0), [H] (one step computed outside the
+  loop): the reference value the loops subtract before summing, so that the
+  sums of squares stay as small as the spread of h. Or () without `moments`."""
+  return step(z[0], h0).mean(axis=tuple(range(h0.ndim - 1))) if moments else ()
+
+
+def _sums_of_rows(h, shift, sums):
+  """Adds d = h - shift and d * d to the running rows of their sums, if kept."""
+  if not sums:
+    return sums
+  deviation = h - shift
+  return sums[0] + deviation, sums[1] + deviation * deviation
 
 
 def _index(buffer, t):
@@ -94,8 +124,10 @@ def _recurrent_kernel_grad(h0, hs, das):
 
 def _forward_loop(z, h0, step, unroll: int, moments: bool):
   """hs[t] = step(z_t, hs[t-1]) for t = 0, ..., T-1, from hs[-1] = h0.
-  Returns (hs[T, B, H], sums): sums is (sum of h, sum of h^2) over time and
-  batch, each [H], when `moments`, else ().
+  Returns (hs[T, B, H], sums): sums is (sum of h, sum of (h - mean)^2) over
+  time and batch, each [H], when `moments`, else (). The loop sums h - shift
+  and its square per row, with shift[H] the batch mean of h_0, and turns them
+  into these after the loop (`_sums_about`).
 
   Not unrolled, h_t is written over z_t in z's own buffer and the next step
   reads it back from there: no zero-filled output buffer is made, and XLA
@@ -103,23 +135,26 @@ def _forward_loop(z, h0, step, unroll: int, moments: bool):
   the buffer write and in the carry; the carry then reads z_t after the write,
   so XLA copies the whole buffer every step.) Unrolled, a plain lax.scan."""
   sums = (jnp.zeros_like(h0), jnp.zeros_like(h0)) if moments else ()
+  shift = _first_step_shift(z, h0, step, moments)
   if unroll == 1:
     def body(t, state):
       h, buffer, sums = state
       z_t = _index(buffer, t)
       buffer = jax.lax.dynamic_update_index_in_dim(buffer, step(z_t, h), t, 0)
       h = _index(buffer, t)
-      return h, buffer, _sums_of_rows(h, sums)
+      return h, buffer, _sums_of_rows(h, shift, sums)
 
     _, hs, sums = jax.lax.fori_loop(0, z.shape[0], body, (h0, z, sums))
   else:
     def scan_step(carry, z_t):
       h, sums = carry
       h = step(z_t, h)
-      return (h, _sums_of_rows(h, sums)), h
+      return (h, _sums_of_rows(h, shift, sums)), h
 
     (_, sums), hs = _scan(scan_step, (h0, sums), z, unroll)
-  return hs, tuple(s.sum(axis=0) for s in sums)
+  if not moments:
+    return hs, ()
+  return hs, _sums_about(shift, *(s.sum(axis=0) for s in sums), _rows_and_steps(hs))
 
 
 def _reverse_loop(hs, dhs, carry, dz_step, unroll: int):
@@ -144,12 +179,14 @@ def _reverse_loop(hs, dhs, carry, dz_step, unroll: int):
   return dzs, carry
 
 
-def _plus_sums_gradient(dh_t, h_t, dsums):
-  """dh_t plus the gradient that reaches h_t through (sum of h, sum of h^2)."""
+def _plus_sums_gradient(dh_t, h_t, dsums, mean):
+  """dh_t plus the gradient that reaches h_t through (sum of h, sum of
+  (h - mean)^2): d_total + 2 d_squared_deviations (h_t - mean), exact, as the
+  sum of h - mean over all values, through which the mean acts, is zero."""
   if not dsums:
     return dh_t
-  d_total, d_total_sq = dsums
-  return dh_t + d_total + 2.0 * d_total_sq * h_t
+  d_total, d_squared_deviations = dsums
+  return dh_t + d_total + 2.0 * d_squared_deviations * (h_t - mean)
 
 
 def _elementwise_forward(z, u, bias, h0, activation: str, unroll: int, moments: bool):
@@ -162,14 +199,14 @@ def _elementwise_bwd(activation, unroll, moments, residuals, cotangents):
   loop that also accumulates du = sum_t dz_t * h_{t-1} and dbias = sum_t dz_t
   over the batch rows, so no shifted copy of h is made; dh0 = u * dz_0."""
   del moments
-  hs, u, h0 = residuals
+  hs, u, h0, mean = residuals
   dhs, dsums = cotangents
   derivative = ACTIVATIONS[activation][1]
 
   def dz_step(t, h_t, dh_t, carry):
     dz_next, du_rows, dbias_rows = carry
     h_prev = _previous(hs, t, h0)
-    dz_t = (_plus_sums_gradient(dh_t, h_t, dsums) + u * dz_next) * derivative(h_t)
+    dz_t = (_plus_sums_gradient(dh_t, h_t, dsums, mean) + u * dz_next) * derivative(h_t)
     return dz_t, (dz_t, du_rows + dz_t * h_prev, dbias_rows + dz_t)
 
   zeros = jnp.zeros_like(h0)
@@ -196,10 +233,11 @@ def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
                      moments: bool = False) -> tuple[Array, Array, tuple]:
   """IndRNN recurrence h_t = act(z_t + bias + u * h_{t-1}); u, bias have shape [H].
 
-  Returns (hs, h_{T-1}, sums): sums is (sum of h, sum of h^2) over time and
-  batch, accumulated inside the loop, when `moments` (batch norm statistics
+  Returns (hs, h_{T-1}, sums): sums is (sum of h, sum of (h - mean)^2) over
+  time and batch, each [H], as `sequence_sums`, accumulated inside the loop
+  from h minus the batch mean of h_0, when `moments` (batch norm statistics
   without another pass over hs), else (). Differentiated by a hand-written
-  reverse loop; only h is stored.
+  reverse loop; only h (and the mean of h) is stored.
   """
   _check_activation(activation)
   hs, sums = _elementwise_recurrence(z, u, _bias_or_zeros(bias, h0), h0, activation,
@@ -226,7 +264,7 @@ def _dense_bwd(activation, unroll, moments, residuals, cotangents):
   h_{t-1}^T dz_t is one matrix product over all steps after it, and
   dh0 = dz_0 @ W_h^T."""
   del moments
-  hs, w_h, h0 = residuals
+  hs, w_h, h0, mean = residuals
   dhs, dsums = cotangents
   derivative = ACTIVATIONS[activation][1]
   w_t = w_h.T
@@ -234,7 +272,7 @@ def _dense_bwd(activation, unroll, moments, residuals, cotangents):
   def dz_step(t, h_t, dh_t, carry):
     del t
     dz_next_w, dbias_rows = carry
-    dz_t = (_plus_sums_gradient(dh_t, h_t, dsums) + dz_next_w) * derivative(h_t)
+    dz_t = (_plus_sums_gradient(dh_t, h_t, dsums, mean) + dz_next_w) * derivative(h_t)
     return dz_t, (dz_t @ w_t, dbias_rows + dz_t)
 
   zeros = jnp.zeros_like(h0)

@@ -110,8 +110,9 @@ def make_train_step(config, model, tx, task: str, carry_state: bool = False,
 
 def make_batch_stats_step(model, mesh=None) -> Callable:
   """(params, zero batch_stats, inputs) -> this batch's own statistics of every
-  batch norm (the running-average update from zero, divided by 1 - momentum);
-  on a `mesh` of several devices, a per-device map whose statistics cover all."""
+  batch norm, mean and unbiased variance (the running-average update from
+  zero, divided by 1 - momentum); on a `mesh` of several devices, a
+  per-device map whose statistics cover all."""
 
   def batch_stats_step(params, zeros, inputs):
     _, updated = model.apply({"params": params, "batch_stats": zeros}, inputs, train=True,

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import adding  # noqa: E402
 from configs.common import mnist as mnist_configs  # noqa: E402
 from irnn_jax import configlib  # noqa: E402
+from irnn_jax.cells import IndRNNCell  # noqa: E402
 
 
 def tiny_config(variant="indrnn", **train_fields):
@@ -90,3 +91,20 @@ def data_cfg(directory, view="pixels", **overrides):
   return c
 
 
+# Batch norm on features of a large mean against their spread: an IndRNN with
+# h_t = z_t + b (identity, u = 0), 6 units, and the parameters below.
+LARGE_MEAN, SMALL_STD = 10.0, 0.03
+LARGE_MEAN_CELL = IndRNNCell(features=6, input_std=0.5, activation="identity",
+                             u_init="constant", u_value=0.0)
+
+
+def large_mean_params(params):
+  """params with every input projection x W + b set to b = LARGE_MEAN and
+  W = SMALL_STD * an orthogonal matrix: for independent unit-variance inputs,
+  independent features of mean 10 and std 0.03."""
+  if "input_projection" in params:
+    kernel = np.asarray(params["input_projection"]["kernel"], np.float64)
+    orthogonal = np.linalg.qr(kernel)[0].astype(np.float32)
+    bias = np.full_like(params["input_projection"]["bias"], LARGE_MEAN)
+    return {**params, "input_projection": {"kernel": SMALL_STD * orthogonal, "bias": bias}}
+  return {k: large_mean_params(v) if isinstance(v, dict) else v for k, v in params.items()}

@@ -173,6 +173,35 @@ def test_custom_backward_matches_autodiff(recurrence, unroll, activation, moment
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("recurrence, unroll", [("elementwise", 1), ("dense", 1),
+                                               ("elementwise", 3), ("dense", 3)])
+def test_loop_sums_are_accurate_for_a_large_mean(recurrence, unroll):
+  """The loops' (sum of h, sum of (h - mean)^2) and their gradient
+  d_total + 2 d_M2 (h - mean) for h of mean 10 and std 0.03, against float64
+  from the loop's own h (identity, zero recurrent weights: h_t = z_t)."""
+  from irnn_jax import recurrences
+  rng = np.random.default_rng(6)
+  z = jnp.asarray(10.0 + 0.03 * rng.normal(size=(9, 64, 4)), jnp.float32)
+  weights = jnp.zeros(4) if recurrence == "elementwise" else jnp.zeros((4, 4))
+  h0 = jnp.zeros((64, 4))
+  d_total, d_squared = (jnp.asarray(rng.normal(size=4), jnp.float32) for _ in range(2))
+  scan = getattr(recurrences, f"{recurrence}_scan")
+
+  def sums_term(z):
+    hs, _, (total, squared_deviations) = scan(z, weights, h0, "identity", unroll, None, True)
+    return jnp.sum(total * d_total + squared_deviations * d_squared), (hs, total,
+                                                                      squared_deviations)
+
+  (_, (hs, total, squared_deviations)), dz = jax.value_and_grad(sums_term, has_aux=True)(z)
+  hs = np.asarray(hs, np.float64)
+  mean = hs.mean(axis=(0, 1))
+  np.testing.assert_allclose(total, hs.sum(axis=(0, 1)), rtol=1e-6)
+  np.testing.assert_allclose(squared_deviations, np.square(hs - mean).sum(axis=(0, 1)),
+                             rtol=1e-5)  # sum h^2 - (sum h)^2 / n: off by 2.5e-2.
+  expected_dz = np.asarray(d_total) + 2 * np.asarray(d_squared) * (hs - mean)
+  np.testing.assert_allclose(dz, expected_dz, rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("recurrence", ["elementwise", "dense"])
 def test_loops_update_their_buffers_in_place(recurrence):
   """Forward (h over z) and reverse (dz over dh) loops must not make XLA copy

@@ -6,8 +6,9 @@ import pytest
 
 from irnn_jax import cells
 from irnn_jax.cells import IndRNNCell, InputProjection
-from irnn_jax.layers import RecurrentLayer
+from irnn_jax.layers import PerStepBatchNorm, RecurrentLayer, SequenceBatchNorm
 from irnn_jax.models import RecurrentStack, SequenceModel
+from tests.conftest import LARGE_MEAN, LARGE_MEAN_CELL, SMALL_STD, large_mean_params
 
 CELL = IndRNNCell(features=5, input_std=0.5, u_low=-0.9, u_high=0.9)
 
@@ -34,8 +35,9 @@ def test_post_batch_norm_statistics(mode, kind):
   mean, var = h.mean(axis=axes, keepdims=True), h.var(axis=axes, keepdims=True)
   np.testing.assert_allclose(np.asarray(y), (h - mean) / np.sqrt(var + 1e-5), atol=1e-4)
   stats = updated["batch_stats"]["norm"]
-  expected_mean = 0.1 * (h.mean(axis=axes) if mode == "per_step" else h.mean(axis=(0, 1)))
-  np.testing.assert_allclose(stats["mean"], expected_mean, atol=1e-5)
+  np.testing.assert_allclose(stats["mean"], 0.1 * h.mean(axis=axes), atol=1e-5)
+  # From var = 1, towards the unbiased variance.
+  np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * h.var(axis=axes, ddof=1), rtol=1e-5)
   # Evaluation uses the running statistics, per step in per_step mode.
   y_eval, _ = layer.apply({**variables, "batch_stats": updated["batch_stats"]}, x, train=False)
   run_mean = np.asarray(stats["mean"])
@@ -201,3 +203,99 @@ def test_gated_backward_stores_less_than_remat(kind):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
                grads, grads_r)
   assert temp < temp_r, (temp, temp_r)
+
+
+# Batch norm of values with a large mean against their spread, over enough
+# values (9 x 64) for E[h^2] - E[h]^2 in float32 to lose the variance.
+
+
+def _large_mean_x(shape=(9, 64, 6), seed=0):
+  return (LARGE_MEAN + SMALL_STD * _x(shape, seed)).astype(np.float32)
+
+
+def _normalised64(h, axes=(0, 1)):
+  """Two-pass batch norm of h in float64 over `axes`: the reference."""
+  h = np.asarray(h, np.float64)
+  mean = h.mean(axis=axes, keepdims=True)
+  return (h - mean) / np.sqrt(np.square(h - mean).mean(axis=axes, keepdims=True) + 1e-5)
+
+
+def _max_error(y, reference):
+  return float(np.abs(np.asarray(y, np.float64) - reference).max())
+
+
+@pytest.mark.parametrize("norm, axes", [(SequenceBatchNorm, (0, 1)), (PerStepBatchNorm, (1,))])
+def test_batch_norm_is_accurate_for_a_large_mean(norm, axes):
+  x = _large_mean_x()
+  variables = norm().init(jax.random.PRNGKey(0), x, train=False)
+  y, _ = norm().apply(variables, x, train=True, mutable=["batch_stats"])
+  assert _max_error(y, _normalised64(x, axes)) < 1e-3
+
+
+@pytest.mark.parametrize("norm, axes", [(SequenceBatchNorm, (0, 1)), (PerStepBatchNorm, (1,))])
+def test_running_variance_is_unbiased(norm, axes):
+  """Training tracks n / (n - 1) times the batch variance, as PyTorch, while it
+  normalises by the batch variance itself."""
+  x = _large_mean_x((9, 4, 6))
+  variables = norm().init(jax.random.PRNGKey(0), x, train=False)
+  y, updated = norm().apply(variables, x, train=True, mutable=["batch_stats"])
+  stats = updated["batch_stats"]
+  x64 = x.astype(np.float64)
+  np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * x64.var(axis=axes, ddof=1), rtol=1e-6)
+  np.testing.assert_allclose(stats["mean"], 0.1 * x64.mean(axis=axes), rtol=1e-6)
+  assert _max_error(y, _normalised64(x, axes)) < 1e-3
+
+
+def _large_mean_layer_output(module, x):
+  """(y, params) of `module` in training, its parameters made large-mean."""
+  variables = module.init(jax.random.PRNGKey(0), x, train=False)
+  params = large_mean_params(variables["params"])
+  (y, _), _ = module.apply({**variables, "params": params}, x, train=True,
+                           mutable=["batch_stats"])
+  return y, params
+
+
+def _projection64(x, params):
+  """x W + b of a cell's input projection in float64."""
+  projection = params["input_projection"]
+  return (np.asarray(x, np.float64) @ np.asarray(projection["kernel"], np.float64)
+          + np.asarray(projection["bias"], np.float64))
+
+
+def test_loop_summed_batch_norm_is_accurate_for_a_large_mean():
+  """Post-activation sequence norm, its statistics summed in the time loop,
+  against the layer's own h normalised in float64."""
+  x = _x((9, 64, 6))
+  layer = RecurrentLayer(LARGE_MEAN_CELL, norm="sequence", norm_position="post")
+  y, params = _large_mean_layer_output(layer, x)
+  h = _cell_output(params["forward"], x, LARGE_MEAN_CELL)
+  assert abs(h.mean() - LARGE_MEAN) < 0.1 and h.std(axis=(0, 1)).max() < 0.05
+  assert _max_error(y, _normalised64(h)) < 1e-3
+
+
+@pytest.mark.parametrize("norm, axes", [("sequence", (0, 1)), ("per_step", (1,))])
+def test_pre_activation_batch_norm_is_accurate_for_a_large_mean(norm, axes):
+  """Pre-activation norm of z = x W + b; with u = 0 and the identity the layer
+  outputs the normalised z."""
+  x = _x((9, 64, 6))
+  y, params = _large_mean_layer_output(
+      RecurrentLayer(LARGE_MEAN_CELL, norm=norm, norm_position="pre"), x)
+  assert _max_error(y, _normalised64(_projection64(x, params["forward"]), axes)) < 1e-3
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_folded_batch_norm_is_accurate_for_a_large_mean(fold):
+  """Two layers with post sequence norm, the first folded into the second's
+  kernel (or written out): against float64 layers normalised in two passes."""
+  x = _x((9, 64, 6))
+  y, params = _large_mean_layer_output(
+      RecurrentStack((LARGE_MEAN_CELL,) * 2, norm="sequence", norm_position="post",
+                     fold_norm=fold), x)
+  if fold:
+    y = y.materialize()
+  reference = x
+  for i in range(2):
+    h = _projection64(reference, params[f"layer_{i}"]["forward"])  # u = 0: h_t = z_t + b.
+    assert abs(h.mean() - LARGE_MEAN) < 0.1 and h.std(axis=(0, 1)).max() < 0.05
+    reference = _normalised64(h)
+  assert _max_error(y, reference) < 1e-3

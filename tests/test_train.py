@@ -130,6 +130,6 @@ def test_precise_bn_uses_mean_statistics_of_recent_batches(tmp_path):
     x = np.swapaxes(dataset.train_batch(step)["inputs"], 0, 1)
     h = np.asarray(cell.apply({"params": params}, x, method="over_sequence")[0], np.float64)
     means.append(h.mean(axis=(0, 1)))
-    variances.append(h.var(axis=(0, 1)))
+    variances.append(h.var(axis=(0, 1), ddof=1))  # The running variance is unbiased.
   np.testing.assert_allclose(stats["mean"], np.mean(means, 0), rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(stats["var"], np.mean(variances, 0), rtol=1e-3, atol=1e-6)
