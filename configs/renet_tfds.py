@@ -12,11 +12,14 @@ for CIFAR-10, lr x0.1 after 14. Images are standardised per channel.
 
 from configs.common import renet as renet_configs
 from irnn_jax import configlib
-from irnn_jax.data import tfds_images
 
 
 def get_config(variant: str = "cifar10"):
-  c = tfds_images.data_config(configlib.base_config(), variant)
+  c = configlib.base_config()
+  d = c.data
+  d.name, d.tfds_name, d.normalize = "tfds_image", variant, "standardize"  # Per channel.
+  d.seq_len = 0  # The image height.
+  d.batch_size, d.eval_examples = 64, 0
   renet_configs.model_config(c, "indrnn", paper=False)
   c.data.batch_size = 64
   c.schedule.name = "step"

@@ -57,13 +57,32 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
 
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "adding"
-  c.data.dir = ""
-  c.data.seq_len = 100
-  c.data.batch_size = 50
-  c.data.eval_batch_size = 500
-  c.data.eval_examples = 1000
+  d = c.data = ml_collections.ConfigDict()
+  d.name = "adding"  # adding | mnist | ptb | tfds_image (irnn_jax.data.BUILDERS)
+  d.dir = ""  # mnist, ptb: the data files; a relative path is from the current directory.
+  # Time steps per sequence: the adding problem's T, a language model's window.
+  # mnist and images fix their own (from view, patch_size, pad_to): 0 takes it,
+  # another value must equal it.
+  d.seq_len = 100
+  d.batch_size = 50  # Training sequences per step (parallel streams for ptb).
+  d.eval_batch_size = 500
+  d.eval_examples = 1000  # Per evaluation split (adding, mnist, images); 0 = all of it.
+  # mnist and tfds_image.
+  d.source = "auto"  # mnist: auto (IDX files in dir, else TFDS) | files | tfds
+  d.tfds_name = ""  # tfds_image: the TFDS data set, e.g. "cifar10".
+  d.tfds_data_dir = ""  # "" = the TFDS default data dir.
+  d.train_split = "train"  # tfds_image: any TFDS split string, e.g. "train[:50%]".
+  d.test_split = "test"
+  d.view = "pixels"  # mnist: pixels | permuted | patches | rows | image
+  d.patch_size = 7  # mnist patches: pixels per step, a divisor of 784.
+  d.pad_to = 0  # Images: zero-pad to pad_to x pad_to; 0 = as they are.
+  d.permutation_seed = 0  # mnist permuted: the fixed pixel order.
+  d.normalize = "unit"  # unit [0, 1] | symmetric [-1, 1] | standardize (per pixel or channel)
+  d.validation_size = 5000  # Held out of the training set as "valid"; 0 = none.
+  d.validation_split = "last"  # last | random (fixed by config.seed)
+  # ptb.
+  d.level = "char"  # char | word
+  d.random_offset = False  # Start each epoch at a random token in [0, T).
 
   m = c.model = ml_collections.ConfigDict()
   m.arch = "recurrent"  # recurrent (a stack with a readout) | renet (images)

@@ -183,7 +183,7 @@ def build_model(model_cfg: ml_collections.ConfigDict, *, seq_len: int,
   recurrent: SequenceModel over inputs[B, T, D];
   renet:     ReNetClassifier over images[B, H, W, C] (classification only)."""
   m = model_cfg
-  arch = m.get("arch", "recurrent")
+  arch = m.arch
   if arch == "renet":
     if readout != "last" or vocab_size:
       raise ValueError("config.model.arch='renet' classifies images; the data set "

@@ -97,10 +97,10 @@ def test_view_shapes(mnist_dir, tmp_path):
   for view, patch, shape in (("pixels", 7, (784, 1)), ("permuted", 7, (784, 1)),
                              ("patches", 7, (112, 7)), ("patches", 16, (49, 16)),
                              ("rows", 7, (28, 28))):
-    c = data_cfg(mnist_dir, view, patch_size=patch)
-    assert c.seq_len == shape[0]  # The config's seq_len follows the view.
-    ds = build_dataset(c, 0, str(tmp_path))
-    assert (ds.seq_len, ds.input_dim) == shape
+    for seq_len in (0, shape[0]):  # The view's own, or the same number given.
+      c = data_cfg(mnist_dir, view, patch_size=patch, seq_len=seq_len)
+      ds = build_dataset(c, 0, str(tmp_path))
+      assert (ds.seq_len, ds.input_dim) == shape
     batch = ds.train_batch(3)
     assert batch["inputs"].shape == (8,) + shape and batch["inputs"].dtype == np.float32
     assert batch["targets"].shape == (8,) and batch["targets"].dtype == np.int32
@@ -307,7 +307,7 @@ def test_missing_data_names_both_ways(tmp_path):
     ({"view": "columns"}, "config.data.view"),
     ({"view": "patches", "patch_size": 5}, "config.data.patch_size"),
     ({"view": "patches", "patch_size": 0}, "config.data.patch_size"),
-    ({"view": "rows"}, "config.data.seq_len"),
+    ({"view": "rows", "seq_len": 784}, "config.data.seq_len"),
     ({"normalize": "zscore"}, "config.data.normalize"),
     ({"source": "web"}, "config.data.source"),
     ({"validation_split": "first"}, "config.data.validation_split"),
@@ -316,7 +316,7 @@ def test_missing_data_names_both_ways(tmp_path):
     ({"batch_size": N_TRAIN}, "config.data.batch_size"),
 ])
 def test_bad_config_names_the_field(mnist_dir, overrides, field):
-  c = data_cfg(mnist_dir)  # The pixel view: seq_len 784.
+  c = data_cfg(mnist_dir)  # The pixel view.
   for key, value in overrides.items():
     c[key] = value
   with pytest.raises(ValueError, match=field.replace(".", r"\.")):
@@ -345,7 +345,7 @@ def test_every_config_variant_builds(name, variant):
   expected_view = {"sequential_mnist": "pixels", "permuted_mnist": "permuted",
                    "mnist_patches": "patches", "row_mnist": "rows"}[name]
   assert c.data.view == expected_view
-  assert c.data.seq_len == mnist.view_shape(c.data.view, c.data.patch_size)[0]
+  assert c.data.seq_len == 0  # The view's own.
   assert c.schedule.plateau_metric == "valid/loss"
   assert (c.train.num_steps > 10_000) == variant.endswith("_paper")
   if variant.startswith("irnn"):
@@ -359,14 +359,13 @@ def test_every_config_variant_builds(name, variant):
     assert c.model.connection == ("residual" if variant.startswith("res") else "plain")
   if name == "mnist_patches" and variant.startswith("rnn"):
     assert (c.optimizer.name, c.optimizer.learning_rate) == ("rmsprop", 2e-4)
-    assert c.data.seq_len == 112
 
 
-def test_patch_size_override_moves_seq_len():
+def test_patch_size_override_sets_the_number_of_steps(mnist_dir):
   c = load_config_module("mnist_patches").get_config("rnn")
   c.lock()
-  c.data.patch_size = 4
-  assert c.data.seq_len == 196
+  c.data.update(dir=mnist_dir, source="files", validation_size=10, patch_size=4)
+  assert build_dataset(c.data, 0, "").seq_len == 196
 
 
 # Every variant once, and every config file once; all of them with MNIST_ALL_VARIANTS.

@@ -20,30 +20,17 @@ import ml_collections
 from irnn_jax import configlib
 
 VARIANTS = ("irnn", "indrnn", "res_indrnn", "lstm", "rnn")
-NUM_PIXELS = 784
 
 
 def data_config(c: ml_collections.ConfigDict, view: str) -> ml_collections.ConfigDict:
   """Set c.data for MNIST read under `view` (pixels | permuted | patches | rows | image)."""
   d = c.data
   d.name = "mnist"
-  d.dir = "../shared/data/mnist"  # The four IDX files, relative to the cwd.
-  d.source = "auto"  # auto | files | tfds
-  d.tfds_data_dir = ""  # "" = the TFDS default data dir.
+  d.dir = "../shared/data/mnist"  # The four IDX files, from the repository root.
   d.view = view
-  d.patch_size = 7  # patches: pixels per step, a divisor of 784.
-  d.pad_to = 0  # image: zero-pad the 28 x 28 images to pad_to x pad_to; 0 = off.
-  d.permutation_seed = 0  # permuted: the fixed pixel order.
-  d.normalize = "unit"  # unit [0, 1] | symmetric [-1, 1] | standardize (per pixel)
-  d.validation_size = 5000  # Taken from the training file; 0 = no "valid" split.
-  d.validation_split = "last"  # last | random (fixed by config.seed)
-  if view == "patches":
-    d.seq_len = NUM_PIXELS // d.get_ref("patch_size")  # Follows patch_size.
-  else:
-    d.seq_len = 28 if view in ("rows", "image") else NUM_PIXELS
+  d.seq_len = 0  # The view's own: 784, 784 / patch_size or 28.
   d.batch_size = 32
-  d.eval_batch_size = 500
-  d.eval_examples = 0  # Per evaluation split; 0 = all of it.
+  d.eval_examples = 0  # Whole splits.
   return c
 
 

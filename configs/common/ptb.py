@@ -70,14 +70,13 @@ _CPU_STEP_DECAY = {("char", "indrnn"): 14000}
 
 
 def data_config(c: ml_collections.ConfigDict, level: str) -> ml_collections.ConfigDict:
-  """Set every config.data field the PTB builder reads."""
+  """Set c.data for Penn Treebank at `level` (char | word)."""
   d = c.data
   d.name = "ptb"
-  d.level = level  # char | word
-  d.dir = DATA_DIR  # Relative to the working directory.
+  d.level = level
+  d.dir = DATA_DIR  # From the repository root.
   d.seq_len, d.batch_size = _CPU_DATA[level]  # T per window; parallel streams.
   d.eval_batch_size = 64  # Parallel streams in evaluation.
-  d.random_offset = False  # Start each epoch at a random token in [0, T).
   return c
 
 

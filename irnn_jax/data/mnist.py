@@ -138,15 +138,15 @@ def _check_config(data_cfg):
     if not isinstance(k, int) or k <= 0 or NUM_PIXELS % k:
       raise ValueError(f"config.data.patch_size must be a positive divisor of "
                        f"{NUM_PIXELS} for view 'patches', got {k!r}")
-  pad_to = data_cfg.get("pad_to", 0)  # Configs written before the image view lack it.
+  pad_to = data_cfg.pad_to
   if not isinstance(pad_to, int) or (pad_to and pad_to < IMAGE_SIDE):
     raise ValueError(f"config.data.pad_to must be 0 (no padding) or an integer "
                      f">= {IMAGE_SIDE}, got {pad_to!r}")
   seq_len = view_shape(data_cfg.view, data_cfg.patch_size)[0]
-  if data_cfg.seq_len != seq_len:
+  if data_cfg.seq_len not in (0, seq_len):
     raise ValueError(f"config.data.seq_len={data_cfg.seq_len} does not match view "
                      f"{data_cfg.view!r}, which has {seq_len} steps; set "
-                     f"--config.data.seq_len={seq_len}")
+                     f"--config.data.seq_len=0 (the view's own) or {seq_len}")
 
 
 def build(data_cfg, seed: int, workdir: str) -> SequentialMnist:
@@ -164,7 +164,7 @@ def build(data_cfg, seed: int, workdir: str) -> SequentialMnist:
     permutation = load_or_create_permutation(workdir, data_cfg.permutation_seed)
   dataset = SequentialMnist(
       arrays, view=data_cfg.view, patch_size=data_cfg.patch_size,
-      normalize=data_cfg.normalize, pad_to=data_cfg.get("pad_to", 0),
+      normalize=data_cfg.normalize, pad_to=data_cfg.pad_to,
       validation_size=data_cfg.validation_size,
       validation_split=data_cfg.validation_split, batch_size=data_cfg.batch_size,
       eval_batch_size=data_cfg.eval_batch_size,

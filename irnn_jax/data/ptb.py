@@ -288,7 +288,7 @@ def build(data_cfg, seed: int, workdir: str) -> PennTreebank:
   dataset = PennTreebank(
       ids, vocab, level=level, seq_len=data_cfg.seq_len,
       batch_size=data_cfg.batch_size, eval_batch_size=data_cfg.eval_batch_size,
-      seed=seed, random_offset=data_cfg.get("random_offset", False))
+      seed=seed, random_offset=data_cfg.random_offset)
   logging.info("PTB %s level: %d tokens in the vocabulary; %s tokens; %d streams "
                "of %d, %d steps per epoch", level, len(vocab),
                ", ".join(f"{s} {len(ids[s])}" for s in SPLITS), data_cfg.batch_size,

@@ -10,30 +10,10 @@ config.data.tfds_data_dir ("" = the TFDS default). Nothing is downloaded.
 """
 
 from absl import logging
-import ml_collections
 import numpy as np
 
 from irnn_jax import configlib
 from irnn_jax.data import images as images_lib
-
-
-def data_config(c: ml_collections.ConfigDict, tfds_name: str) -> ml_collections.ConfigDict:
-  """Set every c.data field `build` reads."""
-  d = c.data
-  d.name = "tfds_image"
-  d.tfds_name = tfds_name
-  d.tfds_data_dir = ""  # "" = the TFDS default data dir.
-  d.train_split = "train"  # Any TFDS split string, e.g. "train[:50%]".
-  d.test_split = "test"
-  d.normalize = "standardize"  # unit | symmetric | standardize (per channel)
-  d.pad_to = 0  # Zero-pad the images to pad_to x pad_to; 0 = as they are.
-  d.validation_size = 5000  # Taken from train_split; 0 = no "valid" split.
-  d.validation_split = "last"  # last | random (fixed by config.seed)
-  d.seq_len = 0  # Unused: the data set reports the image height.
-  d.batch_size = 32
-  d.eval_batch_size = 500
-  d.eval_examples = 0  # Per evaluation split; 0 = all of it.
-  return c
 
 
 def feature_keys(info) -> tuple[str, str]:

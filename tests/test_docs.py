@@ -1,4 +1,4 @@
-"""The code of docs/extending.md, run as written: a new cell in one module."""
+"""The code of the README and docs/extending.md, run as written."""
 
 import os
 import re
@@ -12,13 +12,22 @@ import pytest
 from irnn_jax import cells, configlib, train
 from tests.conftest import tiny_config
 
-DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                   "extending.md")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOC = os.path.join(ROOT, "docs", "extending.md")
+README = os.path.join(ROOT, "README.md")
 
 
-def _blocks(language: str) -> list[str]:
-  with open(DOC) as f:
+def _blocks(language: str, path: str = DOC) -> list[str]:
+  with open(path) as f:
     return re.findall(rf"```{language}\n(.*?)```", f.read(), re.S)
+
+
+def test_readme_cell_snippet_runs():
+  (snippet,) = _blocks("python", README)
+  scope = {}
+  exec(compile(snippet, README, "exec"), scope)
+  assert scope["h"].shape == (8, 784, 128)
+  np.testing.assert_allclose(scope["h"], scope["h_fused"].swapaxes(0, 1), rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
