@@ -6,6 +6,7 @@
 data.seq_len follows data.patch_size. The default variant, rnn, is a tanh RNN
 of 128 units trained with RMSprop 2e-4; the others (irnn, indrnn, res_indrnn,
 lstm) are as in configs/common/mnist.py. "_paper" gives the long budget.
+No run of this file has been measured yet.
 """
 
 from configs.common import mnist as mnist_configs

@@ -10,6 +10,9 @@ blocks (sizes in configs/common/renet.py). Without suffix a CPU-sized run:
 model for 30 epochs. Images are the MNIST "image" view, [28, 28, 1];
 --config.data.pad_to=32 zero-pads them, for patches larger than 1x1:
   --config.data.pad_to=32 --config.model.patch_sizes="(2, 1)"
+
+Measured on a 2-core CPU, float32, full test set (docs/results.md):
+  indrnn   99.33%  7,000 steps  17.4 min (cores shared)
 """
 
 from configs.common import mnist as mnist_configs

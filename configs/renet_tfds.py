@@ -8,6 +8,7 @@ format (see irnn_jax/data/tfds_images.py); nothing is downloaded. The model is
 the CPU-sized IndRNN ReNet of configs/common/renet.py (--config.model.cell=
 irnn | lstm | gru to change the cell); 20 epochs of 45,000 images at batch 64
 for CIFAR-10, lr x0.1 after 14. Images are standardised per channel.
+No run of this file has been measured yet (no TFDS data set is prepared here).
 """
 
 from configs.common import renet as renet_configs

@@ -79,6 +79,8 @@ def test_config_sweeps_expand_to_the_expected_overrides():
       {"data.seq_len": 100, "variant": "irnn"}, {"data.seq_len": 100, "variant": "indrnn"},
       {"data.seq_len": 100, "variant": "lstm"}]
   assert adding.get_sweep("t5000") == [{"variant": "indrnn", "data.seq_len": 5000}]
+  assert adding.get_sweep("smoke") == [
+      {"variant": "irnn", "data.seq_len": 50}, {"variant": "lstm", "data.seq_len": 50}]
   assert adding.get_sweep("lstm") == [
       {"variant": "lstm", "data.seq_len": 100}, {"variant": "lstm", "data.seq_len": 500},
       {"variant": "lstm", "data.seq_len": 1000}, {"variant": "lstm", "data.seq_len": 5000}]
