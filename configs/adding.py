@@ -9,7 +9,7 @@ Sweeps (get_sweep, run by experiments/sweep.py): figure2, t5000, smoke, or a var
 
 Measured on a 2-core CPU, float32, test MSE (the baseline that predicts 1.0:
 0.167); commands and curves in docs/results.md:
-  indrnn, T=100                    0.0038   1,500 steps    56 s
+  indrnn, T=100                    0.0041   1,500 steps    12 s
   indrnn, T=1000                   0.0076   3,000 steps    14.6 min (cores shared)
   irnn, T=150                      0.0012  12,000 steps    4.2 min
   irnn, T=1000                     0.169    3,000 steps    11.4 min
