@@ -8,10 +8,16 @@ Several processes (hosts): start the same command in each with --multihost
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
+import os
+import sys
+import traceback
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from irnn_jax import host_memory, parallel, train
+from irnn_jax.checkpoints import CheckpointError
+from irnn_jax.workdir import WorkdirError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].",
@@ -29,7 +35,17 @@ flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many JAX devices
 flags.DEFINE_bool("keep_freed_memory", True, "Set glibc malloc to reuse freed memory "
                   "(irnn_jax/host_memory.py): CPU steps then skip tens of thousands of "
                   "page faults; the process keeps its peak heap.")
+flags.DEFINE_bool("allow_config_change", False, "Resume a workdir whose config.json differs "
+                  "from this config in more than budgets and intervals; the change and the "
+                  "step it applies from go to config_history.jsonl.")
+flags.DEFINE_bool("verbose", False, "Show the traceback of an error (also with "
+                  "IRNN_JAX_VERBOSE=1).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+# Errors in what a person gave (config, data, workdir, checkpoints, a diverged
+# run): one message, no traceback, unless --verbose.
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, WorkdirError,
+               CheckpointError)
 
 
 def main(argv):
@@ -42,7 +58,17 @@ def main(argv):
       or FLAGS.process_id >= 0):
     parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.allow_config_change)
+  except train.Interrupted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(128 + e.signum)
+  except USER_ERRORS as e:
+    if FLAGS.verbose or os.environ.get("IRNN_JAX_VERBOSE"):
+      traceback.print_exc()
+    print(f"error: {e}" + ("" if FLAGS.verbose else "\n(--verbose shows the traceback)"),
+          file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 
 Reloads the run (irnn_jax.run.load_run) from the workdir alone: the model,
 its latest checkpoint or --step, and the tokens of workdir/vocab.json; the
-corpus files are not needed. Generation
+corpus files are not needed (for runs written before workdirs held
+data_spec.json, they are: the model's shapes then come from the data set). Generation
 starts after an <eos> (a sentence start), then the --prime text, which is
 printed too. How the model steps through time: irnn_jax/sampling.py.
 """

@@ -176,6 +176,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   m, o, s, t = config.model, config.optimizer, config.schedule, config.train
   _require_choice(m, "arch", "model", models.ARCHS)
   _require_choice(m, "cell", "model", cells.names())
+  if m.cell not in m.cells:
+    raise ValueError(f"config.model.cells has no section for config.model.cell={m.cell!r} "
+                     "(a cell registered after the config was made): add "
+                     f"config.model.cells.{m.cell} = irnn_jax.cells.get({m.cell!r})"
+                     ".default_options()")
   for name, options in m.cells.items():
     if name not in cells.names():
       raise ValueError(f"config.model.cells.{name}: no cell is registered as {name!r}; "

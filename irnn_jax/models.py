@@ -179,7 +179,7 @@ def build_renet(model_cfg: ml_collections.ConfigDict, *, seq_len: int,
 
 def build_model(model_cfg: ml_collections.ConfigDict, *, seq_len: int,
                 num_outputs: int, readout: str, vocab_size: int = 0) -> nn.Module:
-  """config.model.arch (absent = "recurrent") picks the model:
+  """config.model.arch picks the model:
   recurrent: SequenceModel over inputs[B, T, D];
   renet:     ReNetClassifier over images[B, H, W, C] (classification only)."""
   m = model_cfg

@@ -11,9 +11,12 @@ final recurrent states of one batch are the initial states of the next
 (TrainState.carry, so a resume restores them), zero at each epoch start.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
+import threading
 import time
 from typing import Callable
 
@@ -24,7 +27,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from irnn_jax import configlib, layers, optim, parallel, run, tasks
+from irnn_jax import checkpoints, configlib, layers, optim, parallel, run, tasks
+from irnn_jax import workdir as workdir_lib
 from irnn_jax.checkpoints import Checkpointer
 from irnn_jax.run import TrainState, variables_of
 from irnn_jax.summary import MetricWriter
@@ -191,9 +195,8 @@ class _Progress:
     for s, m in fetched:
       if int(m["bad_streak"]) >= self.max_bad_streak:
         raise FloatingPointError(
-            f"{int(m['bad_streak'])} non-finite updates in a row, the last at step "
-            f"{s}; all were skipped and the last checkpoint holds the last good "
-            "parameters. Lower the learning rate, clip gradients or add batch norm.")
+            f"{int(m['bad_streak'])} non-finite updates in a row, the last at step {s}; "
+            "all were skipped")
     if not fetched:
       return {}
     now = time.time()
@@ -246,22 +249,82 @@ def _save_json(path: str, payload: dict):
   os.replace(tmp, path)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+class Interrupted(Exception):
+  """SIGINT or SIGTERM stopped training after saving a checkpoint at `step`."""
+
+  def __init__(self, signum: int, step: int):
+    super().__init__(f"{signal.Signals(signum).name}: stopped at step {step}, checkpoint "
+                     "saved; rerun the same command to resume")
+    self.signum, self.step = signum, step
+
+
+class _Interrupts:
+  """While training: the first SIGINT or SIGTERM asks the loop to save a
+  checkpoint and stop after the current step; a second exits at once."""
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.signum = None
+    self.previous = {}
+    if threading.current_thread() is threading.main_thread():
+      self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None:
+      os._exit(128 + signum)  # pylint: disable=protected-access
+    self.signum = signum
+    logging.warning("%s: saving a checkpoint after this step, then stopping (again to "
+                    "exit at once)", signal.Signals(signum).name)
+
+  def restore(self):
+    for s, handler in self.previous.items():
+      signal.signal(s, handler)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> dict:
   """Train `config` in `workdir` (resuming if it holds a checkpoint).
 
-  Returns the final metrics, also written to workdir/metrics.json.
+  Nothing is written before the config and the data are checked. A resumed
+  run must have the config of config.json, but for budgets and intervals
+  (`workdir.MAY_CHANGE`); `allow_config_change` lets other fields change from
+  the resumed step, recorded in config_history.jsonl. One process trains in a
+  workdir at a time (`workdir.Lock`). Returns the final metrics, also written
+  to workdir/metrics.json.
   """
   configlib.validate(config)
   quiet_library_logs()
-  os.makedirs(workdir, exist_ok=True)
   built = run.build(config, workdir)
-  dataset, model, tx = built.dataset, built.model, built.optimizer
   mesh = parallel.data_mesh()
   parallel.check_divisible(config.data.batch_size, "data.batch_size", mesh)
   parallel.check_divisible(config.data.eval_batch_size, "data.eval_batch_size", mesh)
-  _save_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
-  _save_json(os.path.join(workdir, run.SPEC_FILE), dataclasses.asdict(built.spec))
+  resolved = json.loads(config.to_json_best_effort())
+  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+  steps = checkpoints.saved_steps(os.path.join(workdir, "checkpoints"))
+  resume_step = steps[-1] if steps else 0
+  changes = None
+  if os.path.exists(config_path):
+    saved = json.loads(configlib.load_saved(config_path).to_json_best_effort())
+    changes = workdir_lib.check_config(workdir, saved, resolved, resume_step,
+                                       allow_config_change)
+  os.makedirs(workdir, exist_ok=True)
+  main = parallel.is_main_process()
+  with workdir_lib.Lock(workdir) if main else contextlib.nullcontext():
+    if changes is None or changes:
+      _save_json(config_path, resolved)
+    if changes and set(changes) - set(workdir_lib.MAY_CHANGE) and main:
+      workdir_lib.record_changes(workdir, resume_step, changes)
+    if hasattr(built.dataset, "save") and main:
+      built.dataset.save(workdir)
+    _save_json(os.path.join(workdir, run.SPEC_FILE), dataclasses.asdict(built.spec))
+    return _train(config, workdir, built, mesh)
 
+
+def _train(config, workdir: str, built: run.Run, mesh) -> dict:
+  """The training loop of `train_and_evaluate`, from the latest checkpoint."""
+  dataset, model, tx = built.dataset, built.model, built.optimizer
   carry_state = built.spec.carries_state
   state = parallel.replicate(built.state, mesh)
   t = config.train
@@ -314,6 +377,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     progress.window_start += time.time() - eval_start  # Not training time.
     return results
 
+  def save(step, evaluated: dict) -> bool:
+    """Checkpoint `step` unless its parameters gave a non-finite loss: in the
+    last update (skipped) or in `evaluated`, this step's evaluation."""
+    if int(state.bad_streak) > 0 or not all(
+        np.isfinite(v) for k, v in evaluated.items() if k.endswith("/loss")):
+      logging.warning("Not saving step %d: its parameters give a non-finite loss", step)
+      return False
+    return checkpointer.save(step, state, force=True)
+
+  interrupts = _Interrupts()
   try:
     for step in range(start_step, t.num_steps):
       batch = dataset.train_batch(step)
@@ -325,21 +398,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       out_of_time = t.time_budget_minutes > 0 and _agreed(
           elapsed_before + time.time() - session_start >= 60 * t.time_budget_minutes,
           done % t.log_every == 0)
+      interrupted = _agreed(interrupts.signum is not None, done % t.log_every == 0)
       last = done == t.num_steps or out_of_time
-      if done % t.log_every == 0 or last or done % t.checkpoint_every == 0:
+      if done % t.log_every == 0 or last or done % t.checkpoint_every == 0 or interrupted:
         train_means = progress.flush(done, writer) or train_means
+      evaluated = {}
       if done % t.eval_every == 0 or last:
-        eval_results = run_evaluation(done)
-      if done % t.checkpoint_every == 0 or last:
+        eval_results = evaluated = run_evaluation(done)
+      if done % t.checkpoint_every == 0 or last or interrupted:
         elapsed = parallel.value_of_main_process(elapsed_before + time.time() - session_start)
         state = state.replace(elapsed=parallel.replicate(np.float32(elapsed), mesh))
-        checkpointer.save(done, state, force=last)
+        save(done, evaluated)
+      if interrupted:
+        raise Interrupted(interrupts.signum, done)
       if out_of_time:
         logging.info("Time budget of %g minutes reached at step %d", t.time_budget_minutes, done)
         break
     if not eval_results:  # Nothing left to train: evaluate the restored state.
       eval_results = run_evaluation(start_step)
+  except FloatingPointError as e:
+    resume = checkpointer.latest_step() or 0
+    raise FloatingPointError(
+        f"{e}. The parameters are kept from before the streak; the last checkpoint, at "
+        f"step {resume}, is finite, and rerunning resumes there. Rerun with a lower "
+        "learning rate (--config.optimizer.learning_rate=... --allow_config_change), "
+        "gradient clipping or batch norm.") from e
   finally:
+    interrupts.restore()
     writer.close()
     checkpointer.close()
 

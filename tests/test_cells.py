@@ -22,7 +22,7 @@ def sigmoid(x):
 def reference_loop(kind, p, x, state=None):
   """Plain numpy loop over time for x[T, B, D]; p is the cell's param dict."""
   w, b = np.asarray(p["input_projection"]["kernel"]), np.asarray(p["input_projection"]["bias"])
-  hidden = w.shape[1] // {"lstm": 4, "gru": 3}.get(kind, 1)
+  hidden = w.shape[1] // cells.get(kind).gates
   h = np.zeros((x.shape[1], hidden)) if state is None else np.asarray(state)
   c = np.zeros_like(h)
   outputs = []
@@ -45,6 +45,8 @@ def reference_loop(kind, p, x, state=None):
       u = sigmoid(z[:, hidden:2 * hidden] + rh[:, hidden:2 * hidden])
       n = np.tanh(z[:, 2 * hidden:] + r * (rh[:, 2 * hidden:] + np.asarray(p["recurrent_bias_n"])))
       h = (1 - u) * n + u * h
+    else:
+      raise NotImplementedError(f"add a numpy reference loop for the {kind!r} cell here")
     outputs.append(h)
   return np.stack(outputs)
 

@@ -76,3 +76,12 @@ def test_near_one_default_keeps_half_the_memory_over_the_sequence():
   specs = models.layer_cells(cfg, seq_len=1000, num_layers=2)
   assert specs[1].u_low ** 1000 == pytest.approx(0.5)
   assert specs[1].u_high == pytest.approx(2.0 ** (1 / 1000))
+
+
+def test_last_layer_rule_needs_the_sequence_length_or_an_eps():
+  cell = IndRNNCell(last_layer_u="near_one")  # seq_len 0: T unknown.
+  with pytest.raises(ValueError, match="seq_len"):
+    cell.for_layer(1, 2)
+  assert cell.clone(last_layer_u_eps=0.1).for_layer(1, 2).u_range == (0.9, 1.1)  # No bound.
+  with pytest.raises(ValueError, match="last_layer_u: unknown value 'ones'"):
+    IndRNNCell(last_layer_u="ones").for_layer(0, 1)

@@ -139,6 +139,9 @@ def test_permutation_is_a_fixed_bijection_saved_in_workdir(mnist_dir, tmp_path):
 
   workdir = str(tmp_path / "run")
   ds = build_dataset(data_cfg(mnist_dir, "permuted", permutation_seed=3), 0, workdir)
+  assert not os.path.exists(workdir)  # Building reads the workdir only.
+  os.makedirs(workdir)
+  ds.save(workdir)
   np.testing.assert_array_equal(np.load(os.path.join(workdir, "permutation.npy")), perm)
   pixels = build_dataset(data_cfg(mnist_dir), 0, "").train_batch(2)["inputs"]
   np.testing.assert_array_equal(ds.train_batch(2)["inputs"], pixels[:, perm])

@@ -65,7 +65,11 @@ def toy_dataset(n=40, seq_len=4, batch_size=3, **kwargs):
 
 def test_char_tokens_and_vocabulary(tmp_path):
   directory = write_corpus(tmp_path / "data")
-  dataset = build_dataset(data_cfg(directory), 0, str(tmp_path / "work"))
+  work = str(tmp_path / "work")
+  dataset = build_dataset(data_cfg(directory), 0, work)
+  assert not os.path.exists(work)  # Building only reads the workdir.
+  os.makedirs(work)
+  dataset.save(work)
   chars = sorted(set("".join(SENTENCES["train"]).replace(" ", "_")))
   assert dataset.vocab == sorted(chars + [ptb.EOS])
   assert dataset.vocab_size == dataset.num_outputs == len(chars) + 1
@@ -97,7 +101,8 @@ def test_unknown_character_and_changed_vocabulary_stop_the_run(tmp_path):
   with pytest.raises(ValueError, match="not in the training vocabulary, the first 'q'"):
     build_dataset(data_cfg(write_corpus(tmp_path / "a", sentences=sentences)), 0, "")
   work = str(tmp_path / "work")
-  build_dataset(data_cfg(write_corpus(tmp_path / "b")), 0, work)
+  os.makedirs(work)
+  build_dataset(data_cfg(write_corpus(tmp_path / "b")), 0, work).save(work)
   other = dict(SENTENCES, train=SENTENCES["train"] + ["xylophone"])
   with pytest.raises(ValueError, match="vocab.json holds .* the data changed"):
     build_dataset(data_cfg(write_corpus(tmp_path / "c", sentences=other)), 0, work)

@@ -169,13 +169,15 @@ def test_mnist_image_view_and_padding(mnist_dir):
   x = image.train_batch(2)["inputs"]
   assert x.shape == (8, 28, 28, 1) and x.dtype == np.float32
   np.testing.assert_array_equal(x.reshape(8, 784, 1), pixels)
-  padded = build_dataset(data_cfg(mnist_dir, "image", seq_len=28, pad_to=33), 0, "")
+  padded = build_dataset(data_cfg(mnist_dir, "image", pad_to=33), 0, "")
   y = padded.train_batch(2)["inputs"]
-  assert y.shape == (8, 33, 33, 1)
+  assert y.shape == (8, 33, 33, 1) and padded.seq_len == 33  # T: the padded height.
   np.testing.assert_array_equal(y[:, 2:30, 2:30], x)
   assert not y[:, :2].any() and not y[:, 30:].any() and not y[:, :, 30:].any()
   with pytest.raises(ValueError, match="config.data.pad_to"):
     build_dataset(data_cfg(mnist_dir, "image", seq_len=28, pad_to=20), 0, "")
+  with pytest.raises(ValueError, match="config.data.seq_len=28 does not match"):
+    build_dataset(data_cfg(mnist_dir, "image", seq_len=28, pad_to=33), 0, "")
 
 
 def test_channel_stats():

@@ -1,6 +1,6 @@
 """What the four MNIST experiment files share (configs/*mnist*.py).
 
-`data_config(c, view)` sets every config.data field the MNIST builder reads;
+`data_config(c, view)` sets the config.data fields MNIST needs;
 `mnist_config(view, variant)` is a whole experiment. Variants:
   irnn:       1 x 100 IRNN, SGD, global-norm clip 1, batch 16 (Le et al. 2015);
               learning rate 1e-6 with _paper (1,000,000 steps),
@@ -49,7 +49,7 @@ def mnist_config(view: str, variant: str) -> ml_collections.ConfigDict:
     m.cell, m.num_layers, m.hidden_size = "indrnn", 6, 128
     m.connection = "residual" if cell == "res_indrnn" else "plain"
     m.norm, m.norm_position = "sequence", "post"
-    m.cells.indrnn.max_magnitude = 2.0  # |u| <= 2^(1/T), T = data.seq_len.
+    m.cells.indrnn.max_magnitude = 2.0  # |u| <= 2^(1/T), T the view's steps.
     m.cells.indrnn.last_layer_u = "same"
     o.name, o.learning_rate, o.clip_global_norm = "adam", 2e-4, 10.0
     # Over 784 ReLU steps the running BN averages lag the parameters far enough

@@ -9,7 +9,7 @@ blocks. Sizes:
 Patches larger than 1x1 need a map that they divide, e.g. data.pad_to=32 and
 patch_sizes=(2, 1): 32 -> 8 -> 4 -> 4.
 Every cell kind trains with Adam and glorot input weights; IndRNN keeps
-|u| <= 2^(1/T), T = data.seq_len (the image height: longer than any sweep).
+|u| <= 2^(1/T), T the image height (the image height: longer than any sweep).
 """
 
 import ml_collections

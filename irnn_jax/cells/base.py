@@ -165,22 +165,23 @@ class RecurrentCellBase(nn.RNNCellBase):
   @classmethod
   def option_names(cls) -> tuple[str, ...]:
     """The cell's own hyperparameters: its fields beyond the base class's."""
-    own = {f.name for f in dataclasses.fields(RecurrentCellBase)}
-    return tuple(f.name for f in dataclasses.fields(cls)
-                 if f.init and f.name not in own and f.name not in ("parent", "name"))
+    base = {f.name for f in dataclasses.fields(RecurrentCellBase)}
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name not in base)
 
   @classmethod
   def default_options(cls) -> config_dict.ConfigDict:
     """The cell's hyperparameters with their defaults, as a config section."""
-    hints = typing.get_type_hints(cls)
+    hints, names = typing.get_type_hints(cls), cls.option_names()
     options = config_dict.ConfigDict()
     for f in dataclasses.fields(cls):
-      if f.name in cls.option_names():
-        if f.default is None:  # An optional value: keep its type for overrides.
-          kinds = [k for k in typing.get_args(hints[f.name]) if k is not type(None)]
-          options[f.name] = config_dict.placeholder(kinds[0])
-        else:
-          options[f.name] = f.default
+      if f.name not in names:
+        continue
+      kinds = [k for k in typing.get_args(hints[f.name]) if k is not type(None)]
+      if f.default is dataclasses.MISSING or (f.default is None and not kinds):
+        raise TypeError(f"{cls.__name__}.{f.name} needs a default (None only with a type "
+                        "such as `float | None`)")
+      # An optional value keeps its type, so that it can be set from the command line.
+      options[f.name] = config_dict.placeholder(kinds[0]) if f.default is None else f.default
     return options
 
   @classmethod

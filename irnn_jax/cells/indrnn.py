@@ -83,9 +83,16 @@ class IndRNNCell(RecurrentCellBase):
     bound = self.u_bound
     if self.last_layer_u == "near_one":
       eps = self.last_layer_u_eps
-      eps = 1.0 - 0.5 ** (1.0 / self.seq_len) if eps is None else eps
+      if eps is None:
+        if self.seq_len <= 0:
+          raise ValueError("IndRNNCell.last_layer_u='near_one' needs seq_len (the T of "
+                           "its default eps) or last_layer_u_eps")
+        eps = 1.0 - 0.5 ** (1.0 / self.seq_len)
       return self.clone(u_init="uniform", u_low=1.0 - eps, u_high=min(1.0 + eps, bound))
-    return self.clone(u_init="constant", u_value=min(1.0, bound))
+    if self.last_layer_u == "one":
+      return self.clone(u_init="constant", u_value=min(1.0, bound))
+    raise ValueError(f"IndRNNCell.last_layer_u: unknown value {self.last_layer_u!r}; "
+                     f"choose from {LAST_LAYER_U}")
 
   @nn.nowrap
   def constrain(self, params: dict) -> dict:

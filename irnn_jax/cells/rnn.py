@@ -34,7 +34,6 @@ class DenseRecurrentCell(RecurrentCellBase):
 @register("rnn")
 class TanhRNNCell(DenseRecurrentCell):
   """h_t = tanh(W x_t + b + h_{t-1} W_h), W_h orthogonal or N(0, recurrent_std)."""
-  activation: str = "tanh"
   recurrent_init: str = "orthogonal"  # orthogonal | normal
   recurrent_std: float = 0.01  # recurrent_init="normal".
 

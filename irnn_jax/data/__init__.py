@@ -9,6 +9,10 @@
 Optional: `carries_state = True` with `is_epoch_start(step)` (language models):
 the trainer feeds the final recurrent states of one batch as the initial
 states of the next, from zero at every epoch start and every evaluation split.
+Optional: `save(workdir)` writes what a resume or a later tool needs (a
+permutation, a vocabulary). Builders only read the workdir (to check what an
+earlier run saved there); the trainer calls `save` once the config and the
+data have been checked.
 """
 
 from irnn_jax.data import adding, mnist, ptb, tfds_images

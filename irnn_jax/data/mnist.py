@@ -46,6 +46,11 @@ def view_shape(view: str, patch_size: int) -> tuple[int, int]:
   raise ValueError(f"config.data.view: unknown value {view!r}; choose from {VIEWS}")
 
 
+def num_steps(view: str, patch_size: int, pad_to: int) -> int:
+  """T of one image under `view`: the image view's is its (padded) height."""
+  return pad_to or IMAGE_SIDE if view == "image" else view_shape(view, patch_size)[0]
+
+
 def check_permutation(perm: np.ndarray, where: str) -> np.ndarray:
   """`perm` as int64 [784] if it is a bijection of 0..783, else ValueError."""
   perm = np.asarray(perm)
@@ -62,24 +67,28 @@ def make_permutation(permutation_seed: int) -> np.ndarray:
   return np.random.default_rng(permutation_seed).permutation(NUM_PIXELS)
 
 
-def load_or_create_permutation(workdir: str, permutation_seed: int) -> np.ndarray:
-  """The permutation in workdir/permutation.npy, written there first if absent."""
+def load_permutation(workdir: str, permutation_seed: int) -> np.ndarray:
+  """The permutation in workdir/permutation.npy, else the one of the seed."""
   perm = make_permutation(permutation_seed)
-  if not workdir:
+  path = os.path.join(workdir or "", PERMUTATION_FILE)
+  if not workdir or not os.path.exists(path):
     return perm
+  saved = check_permutation(np.load(path), path)
+  if not np.array_equal(saved, perm):
+    logging.warning("%s differs from the permutation of config.data."
+                    "permutation_seed=%d; using the saved one.", path,
+                    permutation_seed)
+  return saved
+
+
+def save_permutation(workdir: str, perm: np.ndarray):
+  """Write workdir/permutation.npy unless it is there."""
   path = os.path.join(workdir, PERMUTATION_FILE)
   if os.path.exists(path):
-    saved = check_permutation(np.load(path), path)
-    if not np.array_equal(saved, perm):
-      logging.warning("%s differs from the permutation of config.data."
-                      "permutation_seed=%d; using the saved one.", path,
-                      permutation_seed)
-    return saved
-  os.makedirs(workdir, exist_ok=True)
+    return
   tmp = path + f".{os.getpid()}.tmp.npy"  # Per process: several may write at once.
   np.save(tmp, perm)
   os.replace(tmp, path)
-  return perm
 
 
 def pixel_stats(images: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
@@ -100,10 +109,16 @@ class SequentialMnist(images_lib.LabelledImages):
   def __init__(self, arrays: dict, *, view: str, patch_size: int, normalize: str,
                pad_to: int = 0, permutation=None, **kwargs):
     super().__init__(arrays, num_classes=NUM_CLASSES, **kwargs)
-    self.seq_len, self.input_dim = view_shape(view, patch_size)
+    self.input_dim = view_shape(view, patch_size)[1]
+    self.seq_len = num_steps(view, patch_size, pad_to)
     self.view, self.permutation, self.pad_to = view, permutation, pad_to
     self.mean, self.std = pixel_stats(self.images["train"][self.rows["train"][1]],
                                       normalize)
+
+  def save(self, workdir: str):
+    """Write what a resume needs: the pixel order of the permuted view."""
+    if self.permutation is not None:
+      save_permutation(workdir, self.permutation)
 
   def sequences(self, images: np.ndarray) -> np.ndarray:
     """uint8 [B, 784] -> float32 [B, T, D] (image: [B, P, P, 1]) under the
@@ -142,7 +157,7 @@ def _check_config(data_cfg):
   if not isinstance(pad_to, int) or (pad_to and pad_to < IMAGE_SIDE):
     raise ValueError(f"config.data.pad_to must be 0 (no padding) or an integer "
                      f">= {IMAGE_SIDE}, got {pad_to!r}")
-  seq_len = view_shape(data_cfg.view, data_cfg.patch_size)[0]
+  seq_len = num_steps(data_cfg.view, data_cfg.patch_size, pad_to)
   if data_cfg.seq_len not in (0, seq_len):
     raise ValueError(f"config.data.seq_len={data_cfg.seq_len} does not match view "
                      f"{data_cfg.view!r}, which has {seq_len} steps; set "
@@ -161,7 +176,7 @@ def build(data_cfg, seed: int, workdir: str) -> SequentialMnist:
                      f"{n_train - data_cfg.validation_size} training examples")
   permutation = None
   if data_cfg.view == "permuted":
-    permutation = load_or_create_permutation(workdir, data_cfg.permutation_seed)
+    permutation = load_permutation(workdir, data_cfg.permutation_seed)
   dataset = SequentialMnist(
       arrays, view=data_cfg.view, patch_size=data_cfg.patch_size,
       normalize=data_cfg.normalize, pad_to=data_cfg.pad_to,

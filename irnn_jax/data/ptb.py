@@ -110,25 +110,28 @@ def encode(tokens: list[str], vocab: list[str], path: str) -> np.ndarray:
   return ids
 
 
-def save_or_check_vocab(workdir: str, level: str, vocab: list[str]) -> None:
-  """Write workdir/vocab.json, or check that the saved one is `vocab`."""
-  if not workdir:
+def check_vocab(workdir: str, level: str, vocab: list[str]) -> None:
+  """Raise if workdir/vocab.json exists and is not `vocab`."""
+  path = os.path.join(workdir or "", VOCAB_FILE)
+  if not workdir or not os.path.exists(path):
     return
+  saved = load_vocab(workdir)
+  if saved != {"level": level, "tokens": vocab}:
+    raise ValueError(
+        f"{path} holds a {saved.get('level')}-level vocabulary of "
+        f"{len(saved.get('tokens', []))} tokens, but the training file gives "
+        f"a {level}-level one of {len(vocab)}: the data changed since this "
+        "run started; use a new workdir")
+
+
+def save_vocab(workdir: str, level: str, vocab: list[str]) -> None:
+  """Write workdir/vocab.json unless it is there."""
   path = os.path.join(workdir, VOCAB_FILE)
-  payload = {"level": level, "tokens": vocab}
   if os.path.exists(path):
-    saved = load_vocab(workdir)
-    if saved != payload:
-      raise ValueError(
-          f"{path} holds a {saved.get('level')}-level vocabulary of "
-          f"{len(saved.get('tokens', []))} tokens, but the training file gives "
-          f"a {level}-level one of {len(vocab)}: the data changed since this "
-          "run started; use a new workdir")
     return
-  os.makedirs(workdir, exist_ok=True)
   tmp = path + f".{os.getpid()}.tmp"  # Per process: several may write at once.
   with open(tmp, "w") as f:
-    json.dump(payload, f, indent=0)
+    json.dump({"level": level, "tokens": vocab}, f, indent=0)
   os.replace(tmp, path)
 
 
@@ -226,6 +229,10 @@ class PennTreebank:
           + (" after a random offset" if random_offset else "")
           + "; lower data.batch_size or data.seq_len")
 
+  def save(self, workdir: str):
+    """Write what the run needs later: the vocabulary (sampling reads it)."""
+    save_vocab(workdir, self.level, self.vocab)
+
   def epoch_offset(self, epoch: int) -> int:
     if not self.random_offset:
       return 0
@@ -283,7 +290,7 @@ def build(data_cfg, seed: int, workdir: str) -> PennTreebank:
   tokens = {split: read_tokens(path, level, spell_words)
             for split, path in paths.items()}
   vocab = sorted(set(tokens["train"]))
-  save_or_check_vocab(workdir, level, vocab)
+  check_vocab(workdir, level, vocab)
   ids = {split: encode(tokens[split], vocab, paths[split]) for split in SPLITS}
   dataset = PennTreebank(
       ids, vocab, level=level, seq_len=data_cfg.seq_len,

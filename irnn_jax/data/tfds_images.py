@@ -76,6 +76,10 @@ def build(data_cfg, seed: int, workdir: str) -> images_lib.ImageClassification:
   if d.pad_to and d.pad_to < max(train_images.shape[1:3]):
     raise ValueError(f"config.data.pad_to={d.pad_to} is smaller than the "
                      f"{train_images.shape[1]}x{train_images.shape[2]} images")
+  height = d.pad_to or train_images.shape[1]
+  if d.seq_len not in (0, height):
+    raise ValueError(f"config.data.seq_len={d.seq_len}: the images have {height} rows; "
+                     "set 0 (the image height) or that")
   n_train = len(train_labels)
   if n_train - d.validation_size < d.batch_size:
     raise ValueError(f"config.data.validation_size={d.validation_size} and "

@@ -1,0 +1,1 @@
+"""Experiment configs: one file per experiment, shared builders in common/."""
