@@ -240,6 +240,13 @@ def _agreed(flag: bool, may_sync: bool) -> bool:
   return may_sync and bool(parallel.value_of_main_process(flag))
 
 
+def _read_json(path: str) -> dict:
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
 def _save_json(path: str, payload: dict):
   if not parallel.is_main_process():
     return
@@ -416,13 +423,17 @@ def _train(config, workdir: str, built: run.Run, mesh) -> dict:
         break
     if not eval_results:  # Nothing left to train: evaluate the restored state.
       eval_results = run_evaluation(start_step)
+      finished = _read_json(os.path.join(workdir, "metrics.json"))
+      train_means = {k: v for k, v in finished.items() if k.startswith("train/")}
   except FloatingPointError as e:
-    resume = checkpointer.latest_step() or 0
+    resume = checkpointer.latest_step()
+    where = (f"the last checkpoint, at step {resume}, holds finite parameters and a rerun "
+             "resumes there" if resume is not None else
+             "no checkpoint was saved yet, so a rerun starts from step 0")
     raise FloatingPointError(
-        f"{e}. The parameters are kept from before the streak; the last checkpoint, at "
-        f"step {resume}, is finite, and rerunning resumes there. Rerun with a lower "
-        "learning rate (--config.optimizer.learning_rate=... --allow_config_change), "
-        "gradient clipping or batch norm.") from e
+        f"{e}; {where}. Rerun with a lower learning rate "
+        "(--config.optimizer.learning_rate=... --allow_config_change), gradient clipping "
+        "or batch norm.") from e
   finally:
     interrupts.restore()
     writer.close()
