@@ -11,8 +11,13 @@ as its own `python -m experiments.main` process in WORKDIR/<point name>, e.g.
 WORKDIR/variant=lstm,seq_len=100, with its output in log.txt there.
 --config.FIELD=VALUE flags apply to every point; a point's own value for the
 same field wins. Every override must name an existing field: this is checked
-before anything runs. A point is finished once its metrics.json exists: a rerun
-skips it, and an interrupted point resumes from its checkpoint. A failed point
+before anything runs. A point is keyed by its resolved config: it is finished
+once its metrics.json exists and its config.json is that config, and a rerun
+skips it; an interrupted point resumes from its checkpoint; a point whose
+budget or intervals changed resumes; one whose config changed otherwise (other
+overrides) runs afresh, its earlier workdir kept as WORKDIR/<point>.<time>,
+and the sweep says which fields changed. sweep.json holds each point's config
+hash (irnn_jax.workdir.config_hash). A failed point
 is reported with the tail of its log while the others go on, and the sweep
 then exits with status 1. Ctrl-C or SIGTERM stops the running points (their
 process groups) and exits with status 130; rerunning the command continues.
@@ -34,7 +39,7 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from irnn_jax import sweeps
+from irnn_jax import sweeps, workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 LOG = "log.txt"
@@ -55,12 +60,16 @@ class Point:
   variant: str | None
   fields: dict  # Every config override the point runs with, global ones included.
   workdir: str
+  config: dict  # The resolved config the point trains with.
   status: str = "pending"  # pending | finished | failed | interrupted
   wall_s: float = 0.0
 
   @property
   def finished(self) -> bool:
-    return os.path.exists(os.path.join(self.workdir, "metrics.json"))
+    """metrics.json there, from a run of this very config (where it says)."""
+    saved = workdir_lib.saved_config(self.workdir)
+    return (os.path.exists(os.path.join(self.workdir, "metrics.json"))
+            and (saved is None or not workdir_lib.config_changes(saved, self.config)))
 
 
 def say(message: str):
@@ -90,15 +99,16 @@ def plan(config_file: str, variant: str | None, sweep: str | None, workdir: str,
     point_variant = overrides.get(sweeps.VARIANT, variant)
     own = {k: v for k, v in overrides.items() if k != sweeps.VARIANT}
     fields = {**global_overrides, **own}
+    config = module.get_config(*_args(point_variant))
     try:
-      sweeps.apply_overrides(module.get_config(*_args(point_variant)), fields)
+      sweeps.apply_overrides(config, fields)
     except (ValueError, TypeError) as e:
       raise ValueError(f"sweep point {name}: {e}") from e
     shadowed = sorted(set(own) & set(global_overrides))
     if shadowed:
       say(f"note: point {name} sets {shadowed} itself; its values win over the flags")
     points.append(Point(name, dict(overrides), point_variant, fields,
-                        os.path.join(workdir, name)))
+                        os.path.join(workdir, name), json.loads(config.to_json_best_effort())))
   names = [p.name for p in points]
   repeated = sorted({n for n in names if names.count(n) > 1})
   if repeated:
@@ -204,6 +214,23 @@ def run_points(config_file: str, points: list[Point], parallel: int, launch) -> 
     raise
 
 
+def set_aside_if_changed(point: Point):
+  """A point's workdir from a run of another config (other overrides): moved
+  to <workdir>.<time>, kept, so that the point runs afresh; budgets and
+  intervals that changed only resume it. Says what changed either way."""
+  saved = workdir_lib.saved_config(point.workdir)
+  if saved is None:
+    return
+  changes = workdir_lib.config_changes(saved, point.config)
+  shown = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items())
+  if set(changes) - set(workdir_lib.MAY_CHANGE):
+    kept = f"{point.workdir}.{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(point.workdir, kept)
+    say(f"changed   {point.name}: {shown}; runs afresh, the earlier run is in {kept}")
+  elif changes:
+    say(f"resume    {point.name}: {shown}")
+
+
 def results(points: list[Point]) -> list[dict]:
   """One row per point: name, override fields, status, wall seconds, final metrics."""
   keys = list(dict.fromkeys(k for p in points for k in p.overrides))
@@ -261,8 +288,10 @@ def run_sweep(config: str, workdir: str, sweep: str | None = None, parallel: int
   _write_json(os.path.join(workdir, "sweep.json"), {
       "config": config, "sweep": sweep if sweep is not None else variant,
       "overrides": overrides or {},
-      "points": [{"name": p.name, "overrides": p.overrides} for p in points]})
+      "points": [{"name": p.name, "overrides": p.overrides,
+                  "config_hash": workdir_lib.config_hash(p.config)} for p in points]})
   for p in points:
+    set_aside_if_changed(p)
     if p.finished:
       p.status = "finished"
       p.wall_s = _read_json(os.path.join(p.workdir, WALL), {}).get("wall_s", 0.0)

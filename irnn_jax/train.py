@@ -311,9 +311,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
   steps = checkpoints.saved_steps(os.path.join(workdir, "checkpoints"))
   resume_step = steps[-1] if steps else 0
-  changes = None
-  if os.path.exists(config_path):
-    saved = json.loads(configlib.load_saved(config_path).to_json_best_effort())
+  changes, saved = None, workdir_lib.saved_config(workdir)
+  if saved is not None:
     changes = workdir_lib.check_config(workdir, saved, resolved, resume_step,
                                        allow_config_change)
   os.makedirs(workdir, exist_ok=True)

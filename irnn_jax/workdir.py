@@ -7,12 +7,15 @@ may differ, unless the change is allowed, and then it is appended to
 config_history.jsonl with the step it applies from.
 """
 
+import hashlib
 import json
 import os
 import socket
 import time
 
 from absl import logging
+
+from irnn_jax import configlib
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"
@@ -85,12 +88,18 @@ def record_changes(workdir: str, step: int, changes: dict):
     f.write(json.dumps(record) + "\n")
 
 
-def read_saved_config(workdir: str) -> dict | None:
+def saved_config(workdir: str) -> dict | None:
+  """workdir/config.json in today's layout (`configlib.load_saved`), or None."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(configlib.load_saved(path).to_json_best_effort())
+
+
+def config_hash(config: dict) -> str:
+  """A short key of what a run trains: the config but for `MAY_CHANGE`."""
+  kept = {k: v for k, v in _flat(config).items() if k not in MAY_CHANGE}
+  return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _alive(pid: int) -> bool:

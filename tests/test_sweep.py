@@ -170,6 +170,31 @@ def test_three_points_finish_and_a_rerun_does_no_new_work(tiny_config, tiny_swee
 
 
 @pytest.mark.slow
+def test_a_rerun_with_other_overrides_runs_the_changed_points(tiny_config, tmp_path, capsys):
+  """Points are keyed by their resolved config: another model runs afresh (the
+  earlier run kept beside it), a longer budget resumes, the same config is done."""
+  workdir = str(tmp_path)
+  config = f"{tiny_config}:indrnn"
+  assert sweep.run_sweep(config, workdir, overrides={"train.num_steps": 3}) == 0
+  assert sweep.run_sweep(config, workdir, overrides={"train.num_steps": 3,
+                                                     "model.hidden_size": 4}) == 0
+  out = capsys.readouterr().out
+  assert out.count("changed   ") == 3 and "model.hidden_size 8 -> 4; runs afresh" in out
+  kept = [n for n in os.listdir(workdir) if n.startswith("seq_len=4.")]
+  assert len(kept) == 1 and os.path.exists(os.path.join(workdir, kept[0], "metrics.json"))
+  # 4 units: IndRNN 2 * 4 + 4 + 4 and IRNN 2 * 4 + 4 + 16, each with a head of 4 + 1.
+  assert [r["parameters"] for r in _rows(workdir)] == ["21", "21", "33"]
+  assert sweep.run_sweep(config, workdir, overrides={"train.num_steps": 5,
+                                                     "model.hidden_size": 4}) == 0
+  out = capsys.readouterr().out
+  assert out.count("resume    ") == 3 and "train.num_steps 3 -> 5" in out
+  assert [r["step"] for r in _rows(workdir)] == ["5"] * 3
+  assert sweep.run_sweep(config, workdir, overrides={"train.num_steps": 5,
+                                                     "model.hidden_size": 4}) == 0
+  assert "3 already finished, 0 to run" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_failed_point_is_reported_and_the_others_finish(tiny_config, tmp_path, capsys):
   workdir = str(tmp_path)
   assert sweep.run_sweep(f"{tiny_config}:indrnn", workdir, sweep="with_failure",
