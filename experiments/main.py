@@ -48,6 +48,60 @@ USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, WorkdirError,
                CheckpointError)
 
 
+def _verbose(argv=()) -> bool:
+  return "--verbose" in argv or bool(os.environ.get("IRNN_JAX_VERBOSE"))
+
+
+def _fail(message: str, verbose: bool):
+  """Print one error message (after the traceback with --verbose) and exit 1."""
+  if verbose:
+    traceback.print_exc()
+  print(f"error: {message}" + ("" if verbose else "\n(--verbose shows the traceback)"),
+        file=sys.stderr)
+  sys.exit(1)
+
+
+def _innermost(error: BaseException) -> BaseException:
+  """The error behind absl's and ml_collections' wrappers (a KeyError's text unescaped)."""
+  while True:
+    inner = error.__cause__ or (error.args[0] if error.args and
+                                isinstance(error.args[0], BaseException) else None)
+    if inner is None:
+      return error
+    error = inner
+
+
+def _message(error: BaseException, argv) -> str:
+  """One readable message for an error of the config file or an override."""
+  inner = _innermost(error)
+  text = (inner.args[0] if isinstance(inner, KeyError) and inner.args else str(inner)).strip()
+  if "Traceback (most recent call last)" in text:  # Wrapped with its traceback: the last line.
+    text = text.splitlines()[-1]
+  if text.startswith("Failed loading config file"):
+    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "?")
+    text = (f"cannot load the config file {path!r} (relative to {os.getcwd()}): "
+            + text.splitlines()[-1].strip())
+  if isinstance(inner, (KeyError, AttributeError)):  # An unknown field: name the flag.
+    field = text.splitlines()[0].strip("'\"")
+    flag = next((a for a in argv if a.startswith("--config.") and f".{field}=" in a), None)
+    text = f"{flag or 'a --config override'} names no config field: " + " ".join(
+        text.splitlines()[1:]).strip()
+  return text
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with errors in the config file or its overrides
+  (unknown field, bad variant or value) as one message."""
+  try:
+    args = FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    _fail(_message(e, argv), _verbose(argv))
+  error = getattr(FLAGS["config"].value, "_error", None)  # A config file that failed to load.
+  if error is not None:
+    _fail(_message(error, argv), _verbose(argv))
+  return args
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -64,12 +118,8 @@ def main(argv):
     print(str(e), file=sys.stderr)
     sys.exit(128 + e.signum)
   except USER_ERRORS as e:
-    if FLAGS.verbose or os.environ.get("IRNN_JAX_VERBOSE"):
-      traceback.print_exc()
-    print(f"error: {e}" + ("" if FLAGS.verbose else "\n(--verbose shows the traceback)"),
-          file=sys.stderr)
-    sys.exit(1)
+    _fail(str(e), FLAGS.verbose or _verbose())
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

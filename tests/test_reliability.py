@@ -189,6 +189,15 @@ def test_errors_are_one_message_without_a_traceback(tmp_path):
   _, err = _main(str(tmp_path / "run"), "--config.model.norm=batch",
                  "--verbose").communicate(timeout=300)
   assert "Traceback" in err
+  for flag, message in [
+      ("--config.model.hiden_size=4", 'error: --config.model.hiden_size=4 names no config '
+                                      'field: Did you mean "hidden_size"'),
+      ("--config.model.hidden_size=abc", "error: flag --config.model.hidden_size=abc"),
+      ("--config=configs/adding.py:lstmm", "error: ValueError: unknown adding variant 'lstmm'")]:
+    proc = _main(str(tmp_path / "run"), flag)
+    _, err = proc.communicate(timeout=300)
+    assert message in err and "Traceback" not in err and proc.returncode == 1, err[-2000:]
+  assert not os.path.exists(tmp_path / "run")
 
 
 @pytest.mark.slow
