@@ -91,6 +91,18 @@ class Checkpointer:
     self._manager.reload()
     return target
 
+  def check_params_fit(self, like):
+    """CheckpointMismatch if the newest checkpoint whose metadata can be read
+    holds parameters that do not fit `like`; reads only, moves nothing."""
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        self._check_params_fit(like, step)
+        return
+      except CheckpointMismatch:
+        raise
+      except Exception:  # pylint: disable=broad-except
+        continue  # Unreadable: restore() will move it aside and try the next.
+
   def _check_params_fit(self, like, step: int):
     """CheckpointMismatch naming the parameters whose saved shapes differ from `like`."""
     saved = _shapes(self._manager.item_metadata(step)["params"])

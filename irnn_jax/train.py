@@ -315,6 +315,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if saved is not None:
     changes = workdir_lib.check_config(workdir, saved, resolved, resume_step,
                                        allow_config_change)
+  if steps:  # A model that no longer fits its checkpoints changes nothing in the workdir.
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), 1, 1)
+    try:
+      checkpointer.check_params_fit(built.state)
+    finally:
+      checkpointer.close()
   os.makedirs(workdir, exist_ok=True)
   main = parallel.is_main_process()
   with workdir_lib.Lock(workdir) if main else contextlib.nullcontext():

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from irnn_jax import checkpoints, train, workdir
+from irnn_jax import checkpoints, run, train, workdir
 from tests.conftest import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,6 +80,19 @@ def test_a_longer_budget_resumes_and_is_logged_only(tmp_path, uninterrupted):
   metrics = train.train_and_evaluate(_config(num_steps=20), path)
   assert _without_times(metrics) == _without_times(uninterrupted[1])
   assert json.load(open(os.path.join(path, "config.json")))["train"]["num_steps"] == 20
+  assert not os.path.exists(os.path.join(path, workdir.HISTORY_FILE))
+
+
+def test_an_allowed_change_of_the_model_names_the_parameters_that_do_not_fit(tmp_path):
+  path = str(tmp_path)
+  train.train_and_evaluate(_config(num_steps=10), path)
+  before = _read(os.path.join(path, "config.json"))
+  wider = _config()
+  wider.model.hidden_size = 8
+  with pytest.raises(checkpoints.CheckpointMismatch, match=r"\(16, 16\).*\(8, 8\)"):
+    train.train_and_evaluate(wider, path, allow_config_change=True)
+  assert checkpoints.saved_steps(os.path.join(path, "checkpoints")) == [10]  # Nothing moved,
+  assert _read(os.path.join(path, "config.json")) == before  # nothing recorded.
   assert not os.path.exists(os.path.join(path, workdir.HISTORY_FILE))
 
 
@@ -161,6 +174,11 @@ def test_a_diverged_run_keeps_finite_checkpoints_and_resumes_with_a_lower_rate(t
   with pytest.raises(FloatingPointError, match="at step 10, holds finite parameters"):
     train.train_and_evaluate(cfg, path, allow_config_change=True)
   assert checkpoints.saved_steps(os.path.join(path, "checkpoints")) == [10]
+  loaded = run.load_run(path)  # The kept checkpoint evaluates to a finite loss.
+  eval_step = train.make_eval_step(loaded.model, loaded.spec.task)
+  sums = [eval_step(loaded.state.params, loaded.state.batch_stats, batch, None)[0]
+          for batch in loaded.dataset.eval_batches("test")]
+  assert all(np.isfinite(float(s["loss"])) for s in sums)
   cfg.optimizer.learning_rate = 1e-4
   metrics = train.train_and_evaluate(cfg, path, allow_config_change=True)
   assert metrics["step"] == 60 and np.isfinite(metrics["test/loss"])
