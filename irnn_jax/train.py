@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from irnn_jax import checkpoints, configlib, layers, optim, parallel, run, tasks
+from irnn_jax import checkpoints, layers, optim, parallel, run, tasks
 from irnn_jax import workdir as workdir_lib
 from irnn_jax.checkpoints import Checkpointer
 from irnn_jax.run import TrainState, variables_of
@@ -301,9 +301,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   workdir at a time (`workdir.Lock`). Returns the final metrics, also written
   to workdir/metrics.json.
   """
-  configlib.validate(config)
   quiet_library_logs()
-  built = run.build(config, workdir)
+  built = run.build(config, workdir)  # Validates the config first.
   mesh = parallel.data_mesh()
   parallel.check_divisible(config.data.batch_size, "data.batch_size", mesh)
   parallel.check_divisible(config.data.eval_batch_size, "data.eval_batch_size", mesh)
