@@ -8,18 +8,24 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from irnn_jax import cells, spatial
+from irnn_jax import cells, recurrences, spatial
 from irnn_jax.cells import RecurrentCellBase
-from irnn_jax.layers import PendingNorm, RecurrentLayer, can_fold_norm, constrain_directions
+from irnn_jax.layers import (PendingNorm, RecurrentLayer, can_fold_norm, check_lengths,
+                             constrain_directions, training_flag)
 
 ARCHS = ("recurrent", "renet")
 CONNECTIONS = ("plain", "residual", "dense")
 READOUTS = ("last", "all")
+POOLINGS = ("last", "mean")
 
 
 class RecurrentStack(nn.Module):
-  """Recurrent layers over time-major x[T, B, D]; `cells` has one unbound cell
-  per recurrent layer, in the order they are applied.
+  """Recurrent layers over x[B, T, D] (`time_major`: [T, B, D]) -> h[B, T, F];
+  `cells` has one unbound cell per recurrent layer, in the order they are
+  applied, each a `RecurrentLayer` with the stack's norm, dropout and
+  direction. `seq_lengths[B]` as in RecurrentLayer; `return_carry` returns
+  (carry, h), the carry a tuple with each layer's carry (`initial_carry`
+  takes the same).
 
   plain:    h = layer_n(...layer_1(x)).
   residual: layer 1 maps D -> H; then blocks of `block_size` layers, each
@@ -30,8 +36,9 @@ class RecurrentStack(nn.Module):
             concatenation back to H. The last block's concatenation is output.
 
   In a plain stack with batch norm "sequence"/"post" and no dropout, each
-  layer leaves its norm to the next layer's input projection (`PendingNorm`),
-  and the stack returns a PendingNorm; `fold_norm=False` turns this off.
+  layer leaves its norm to the next layer's input projection (`PendingNorm`);
+  `fold_norm=False` turns this off. With `defer_norm` (time-major only) the
+  stack returns the last layer's output as a PendingNorm too.
   """
   cells: tuple[RecurrentCellBase, ...]
   connection: str = "plain"
@@ -41,28 +48,40 @@ class RecurrentStack(nn.Module):
   dropout: float = 0.0
   bidirectional: bool = False
   fold_norm: bool = True
+  return_carry: bool = False
+  time_major: bool = False
 
   def _layer(self, index: int) -> RecurrentLayer:
     return RecurrentLayer(self.cells[index], self.norm, self.norm_position,
-                          self.dropout, self.bidirectional, name=f"layer_{index}")
+                          self.dropout, self.bidirectional, return_carry=True,
+                          time_major=True, name=f"layer_{index}")
 
   @nn.compact
-  def __call__(self, x, states: Any = None, *, train: bool):
-    states = states or (None,) * len(self.cells)
+  def __call__(self, x, initial_carry: Any = None, *, seq_lengths=None, train=None,
+               defer_norm: bool = False):
+    train = training_flag(train, self.norm, self.dropout, "RecurrentStack")
+    if not self.time_major:
+      if defer_norm:
+        raise ValueError("RecurrentStack: defer_norm needs time_major=True")
+      x = jnp.swapaxes(x, 0, 1)
+    lengths = check_lengths(seq_lengths, (x[0] if isinstance(x, PendingNorm) else x).shape[:2],
+                            "RecurrentStack")
+    states = initial_carry or (None,) * len(self.cells)
     finals = []
 
-    def run(index, inputs, defer_norm=False):
-      h, final = self._layer(index)(inputs, states[index], train=train,
-                                    defer_norm=defer_norm)
+    def run(index, inputs, defer=False):
+      final, h = self._layer(index)(inputs, states[index], seq_lengths=lengths, train=train,
+                                    defer_norm=defer)
       finals.append(final)
       return h
 
-    defer = (self.fold_norm and self.connection == "plain"
-             and can_fold_norm(self.norm, self.norm_position, self.dropout))
-    h = run(0, x, defer)
+    fold = (self.fold_norm and self.connection == "plain"
+            and can_fold_norm(self.norm, self.norm_position, self.dropout))
+    last = len(self.cells) - 1
+    h = run(0, x, fold and (last > 0 or defer_norm))
     if self.connection == "plain":
       for i in range(1, len(self.cells)):
-        h = run(i, h, defer)
+        h = run(i, h, fold and (i < last or defer_norm))
     elif self.connection == "residual":
       for start in range(1, len(self.cells), self.block_size):
         block_input = h
@@ -82,7 +101,9 @@ class RecurrentStack(nn.Module):
       h = jnp.concatenate(features, axis=-1)
     else:
       raise ValueError(f"unknown connection {self.connection!r}")
-    return h, tuple(finals)
+    if not self.time_major:
+      h = jnp.swapaxes(h, 0, 1)
+    return (tuple(finals), h) if self.return_carry else h
 
   @nn.nowrap
   def constrain(self, params: dict) -> dict:
@@ -91,32 +112,61 @@ class RecurrentStack(nn.Module):
                          for i, cell in enumerate(self.cells)}}
 
 
+def last_steps(h, lengths=None):
+  """h[T, B, F] at each row's last valid step: h[lengths[b] - 1, b] -> [B, F]."""
+  if lengths is None:
+    return h[-1]
+  return jnp.take_along_axis(h, (lengths - 1)[None, :, None], axis=0)[0]
+
+
+def mean_over_steps(h, lengths=None):
+  """The mean of h[T, B, F] over each row's valid steps (padding is zero) -> [B, F]."""
+  if lengths is None:
+    return h.mean(axis=0)
+  return h.sum(axis=0) / lengths[:, None].astype(h.dtype)
+
+
 class SequenceModel(nn.Module):
   """inputs[B, T, D] (or int tokens [B, T] with `vocab_size`) -> outputs.
 
-  readout "last": outputs[B, num_outputs] from the last step;
+  readout "last": outputs[B, num_outputs], one per sequence, from its last
+                  valid step (`pooling` "last") or the mean over its valid
+                  steps ("mean");
   readout "all":  outputs[B, T, num_outputs] from every step.
+  `seq_lengths[B]` gives each sequence's length in a padded batch. The stack
+  is time-major and returns its carry (`build_model` makes it so).
   Returns (outputs, final states of every layer).
   """
   stack: RecurrentStack
   num_outputs: int
   readout: str = "last"
+  pooling: str = "last"
   vocab_size: int = 0
   embed_size: int = 0
 
   @nn.compact
-  def __call__(self, inputs, states: Any = None, *, train: bool):
+  def __call__(self, inputs, states: Any = None, *, seq_lengths=None, train: bool):
+    if self.readout not in READOUTS or self.pooling not in POOLINGS:
+      raise ValueError(f"SequenceModel: readout {self.readout!r} (choose from {READOUTS}), "
+                       f"pooling {self.pooling!r} (choose from {POOLINGS})")
     x = inputs
     if self.vocab_size:
       x = nn.Embed(self.vocab_size, self.embed_size or self.stack.cells[0].features,
                    name="embed")(x)
-    h, finals = self.stack(jnp.swapaxes(x, 0, 1), states, train=train)
-    if self.readout == "last":  # Normalise only the step the readout reads.
-      h = h._replace(values=h.values[-1]) if isinstance(h, PendingNorm) else h[-1]
-    if isinstance(h, PendingNorm):
+    if not (self.stack.time_major and self.stack.return_carry):
+      raise ValueError("SequenceModel needs RecurrentStack(..., time_major=True, "
+                       "return_carry=True)")
+    seq_lengths = check_lengths(seq_lengths, (x.shape[1], x.shape[0]), "SequenceModel")
+    finals, h = self.stack(jnp.swapaxes(x, 0, 1), states, seq_lengths=seq_lengths, train=train,
+                      defer_norm=True)
+    pending = isinstance(h, PendingNorm)
+    if self.readout == "last":  # Normalise only what the readout reads (an affine map).
+      pool = last_steps if self.pooling == "last" else mean_over_steps
+      h = h._replace(values=pool(h.values, seq_lengths)) if pending else pool(h, seq_lengths)
+    if pending:
       h = h.materialize()
     if self.readout != "last":
-      h = jnp.swapaxes(h, 0, 1)
+      h = jnp.swapaxes(recurrences.zero_padding(h, seq_lengths), 0, 1)
     return nn.Dense(self.num_outputs, name="head")(h), finals
 
   @nn.nowrap
@@ -195,6 +245,7 @@ def build_model(model_cfg: ml_collections.ConfigDict, *, seq_len: int,
       cells=layer_cells(m, seq_len, num_recurrent_layers(m)),
       connection=m.connection, block_size=m.block_size, norm=m.norm,
       norm_position=m.norm_position, dropout=m.dropout,
-      bidirectional=m.bidirectional)
+      bidirectional=m.bidirectional, return_carry=True, time_major=True)
   return SequenceModel(stack=stack, num_outputs=num_outputs, readout=readout,
+                       pooling=m.pooling,
                        vocab_size=vocab_size, embed_size=m.embed_size)

@@ -70,16 +70,16 @@ class SpatialRNN(nn.Module):
   norm_position: str = "post"
 
   def _layer(self, name: str) -> RecurrentLayer:
-    return RecurrentLayer(self.cell, self.norm, self.norm_position,
-                          bidirectional=True, name=name)
+    return RecurrentLayer(self.cell, self.norm, self.norm_position, bidirectional=True,
+                          time_major=True, name=name)
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     batch = x.shape[0]
     grid = split_patches(x, *self.patch)
-    h, _ = self._layer("vertical")(columns_to_sequences(grid), train=train)
+    h = self._layer("vertical")(columns_to_sequences(grid), train=train)
     grid = sequences_to_columns(h, batch)
-    h, _ = self._layer("horizontal")(rows_to_sequences(grid), train=train)
+    h = self._layer("horizontal")(rows_to_sequences(grid), train=train)
     return sequences_to_rows(h, batch)
 
 
@@ -102,8 +102,10 @@ class ReNetClassifier(nn.Module):
   dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, images, states=None, *, train: bool):
+  def __call__(self, images, states=None, *, seq_lengths=None, train: bool):
     del states  # No state is carried between batches.
+    if seq_lengths is not None:
+      raise ValueError("ReNetClassifier reads whole images: seq_lengths must be None")
     axis = parallel.DATA_AXIS if parallel.mapped_over_data() else None
     bn = lambda name: nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
                                    axis_name=axis, name=name)

@@ -14,19 +14,35 @@ TASKS = ("regression", "classification", "language_model")
 
 
 def _weights(batch, shape):
+  """float32 weights of `shape` ([B] or [B, T]): batch["mask"] over examples
+  (0 for padding rows) times, for per-step shapes with batch["lengths"], 1 at
+  the valid steps of each sequence and 0 past its length."""
+  w = jnp.ones(shape, jnp.float32)
   mask = batch.get("mask")
-  if mask is None:
-    return jnp.ones(shape, jnp.float32)
-  return jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim)),
-                          shape).astype(jnp.float32)
+  if mask is not None:
+    w = w * mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim)).astype(jnp.float32)
+  lengths = batch.get("lengths")
+  if lengths is not None and len(shape) > 1:
+    steps = jnp.arange(shape[1])
+    w = w * (steps[None, :] < jnp.asarray(lengths)[:, None]).astype(jnp.float32).reshape(
+        (shape[0], shape[1]) + (1,) * (len(shape) - 2))
+  return w
+
+
+def _squared_error(outputs, targets):
+  """Per example: outputs[B, 1] against targets[B], or the mean over K of
+  outputs[B, K] against targets[B, K] (likewise with a time axis)."""
+  if targets.ndim == outputs.ndim:
+    return jnp.mean((outputs - targets) ** 2, axis=-1)
+  return (outputs[..., 0] - targets) ** 2
 
 
 def batch_metrics(task: str, outputs: jax.Array, batch: dict) -> dict[str, jax.Array]:
   """Summed metrics of one batch, plus "count" (examples, or tokens for LMs)."""
   targets = batch["targets"]
   if task == "regression":
-    w = _weights(batch, targets.shape)
-    err = (outputs[..., 0].astype(jnp.float32) - targets) ** 2
+    err = _squared_error(outputs.astype(jnp.float32), targets)
+    w = _weights(batch, err.shape)
     return {"loss": jnp.sum(w * err), "mse": jnp.sum(w * err), "count": w.sum()}
   if task in ("classification", "language_model"):
     w = _weights(batch, targets.shape)

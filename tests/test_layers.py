@@ -27,9 +27,9 @@ def test_post_batch_norm_statistics(mode, kind):
   """IndRNN and IRNN sum the statistics inside their loops; LSTM's come from h."""
   x = _x()
   cell = CELL if kind == "indrnn" else cells.get(kind)(features=5, input_std=0.5)
-  layer = RecurrentLayer(cell, norm=mode, norm_position="post")
+  layer = RecurrentLayer(cell, norm=mode, norm_position="post", time_major=True)
   variables = layer.init(jax.random.PRNGKey(0), x, train=False)
-  (y, _), updated = layer.apply(variables, x, train=True, mutable=["batch_stats"])
+  y, updated = layer.apply(variables, x, train=True, mutable=["batch_stats"])
   h = _cell_output(variables["params"]["forward"], x, cell)
   axes = (0, 1) if mode == "sequence" else (1,)
   mean, var = h.mean(axis=axes, keepdims=True), h.var(axis=axes, keepdims=True)
@@ -39,7 +39,7 @@ def test_post_batch_norm_statistics(mode, kind):
   # From var = 1, towards the unbiased variance.
   np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * h.var(axis=axes, ddof=1), rtol=1e-5)
   # Evaluation uses the running statistics, per step in per_step mode.
-  y_eval, _ = layer.apply({**variables, "batch_stats": updated["batch_stats"]}, x, train=False)
+  y_eval = layer.apply({**variables, "batch_stats": updated["batch_stats"]}, x, train=False)
   run_mean = np.asarray(stats["mean"])
   run_var = np.asarray(stats["var"])
   if mode == "per_step":
@@ -50,9 +50,9 @@ def test_post_batch_norm_statistics(mode, kind):
 
 def test_pre_batch_norm_normalises_the_projection_before_the_recurrence():
   x = _x()
-  layer = RecurrentLayer(CELL, norm="per_step", norm_position="pre")
+  layer = RecurrentLayer(CELL, norm="per_step", norm_position="pre", time_major=True)
   variables = layer.init(jax.random.PRNGKey(0), x, train=False)
-  (y, _), _ = layer.apply(variables, x, train=True, mutable=["batch_stats"])
+  y, _ = layer.apply(variables, x, train=True, mutable=["batch_stats"])
   p = variables["params"]["forward"]
   z = x @ np.asarray(p["input_projection"]["kernel"]) + np.asarray(p["input_projection"]["bias"])
   z = (z - z.mean(1, keepdims=True)) / np.sqrt(z.var(1, keepdims=True) + 1e-5)
@@ -66,10 +66,10 @@ def test_pre_batch_norm_normalises_the_projection_before_the_recurrence():
 def test_dropout_mask_is_shared_over_time():
   x = np.ones((30, 8, 3), np.float32)
   cell = CELL.clone(u_init="constant", u_value=0.0, input_std=1.0)
-  layer = RecurrentLayer(cell, dropout=0.5)
+  layer = RecurrentLayer(cell, dropout=0.5, time_major=True)
   variables = layer.init(jax.random.PRNGKey(0), x, train=False)
-  y, _ = layer.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(5)})
-  h, _ = layer.apply(variables, x, train=False)
+  y = layer.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(5)})
+  h = layer.apply(variables, x, train=False)
   y, h = np.asarray(y), np.asarray(h)
   kept = y != 0
   assert (kept == kept[0:1]).all()  # Same units dropped at every step.
@@ -79,9 +79,9 @@ def test_dropout_mask_is_shared_over_time():
 
 def test_bidirectional_second_half_is_forward_pass_of_reversed_input():
   x = _x()
-  layer = RecurrentLayer(CELL, bidirectional=True)
+  layer = RecurrentLayer(CELL, bidirectional=True, time_major=True)
   variables = layer.init(jax.random.PRNGKey(0), x, train=False)
-  y, _ = layer.apply(variables, x, train=False)
+  y = layer.apply(variables, x, train=False)
   y = np.asarray(y)
   assert y.shape == (7, 4, 10)
   np.testing.assert_allclose(y[..., :5], _cell_output(variables["params"]["forward"], x), atol=1e-6)
@@ -96,9 +96,10 @@ def _layer_fn(variables, name):
 
 def test_residual_stack_adds_block_inputs():
   x = _x()
-  stack = RecurrentStack((CELL,) * 5, connection="residual", block_size=2)
+  stack = RecurrentStack((CELL,) * 5, connection="residual", block_size=2,
+                         return_carry=True, time_major=True)
   variables = stack.init(jax.random.PRNGKey(0), x, train=False)
-  y, finals = stack.apply(variables, x, train=False)
+  finals, y = stack.apply(variables, x, train=False)
   f = [_layer_fn(variables, f"layer_{i}") for i in range(5)]
   h = f[0](x)
   h = f[2](f[1](h)) + h
@@ -109,9 +110,9 @@ def test_residual_stack_adds_block_inputs():
 
 def test_dense_stack_concatenates_and_transitions():
   x = _x()
-  stack = RecurrentStack((CELL,) * 6, connection="dense", block_size=2)
+  stack = RecurrentStack((CELL,) * 6, connection="dense", block_size=2, time_major=True)
   variables = stack.init(jax.random.PRNGKey(0), x, train=False)
-  y, _ = stack.apply(variables, x, train=False)
+  y = stack.apply(variables, x, train=False)
   f = [_layer_fn(variables, f"layer_{i}") for i in range(6)]
   cat = lambda *a: np.concatenate(a, axis=-1)
   h0 = f[0](x)
@@ -145,7 +146,8 @@ def test_folded_batch_norm_matches_normalising_each_layer(readout, bidirectional
 
   def model(fold):
     stack = RecurrentStack((cell,) * 3, norm="sequence", norm_position="post",
-                           bidirectional=bidirectional, fold_norm=fold)
+                           bidirectional=bidirectional, fold_norm=fold, return_carry=True,
+                           time_major=True)
     return SequenceModel(stack, num_outputs=2, readout=readout)
 
   variables = model(False).init(jax.random.PRNGKey(0), x, train=False)
@@ -250,8 +252,8 @@ def _large_mean_layer_output(module, x):
   """(y, params) of `module` in training, its parameters made large-mean."""
   variables = module.init(jax.random.PRNGKey(0), x, train=False)
   params = large_mean_params(variables["params"])
-  (y, _), _ = module.apply({**variables, "params": params}, x, train=True,
-                           mutable=["batch_stats"])
+  y, _ = module.apply({**variables, "params": params}, x, train=True,
+                      mutable=["batch_stats"])
   return y, params
 
 
@@ -266,7 +268,8 @@ def test_loop_summed_batch_norm_is_accurate_for_a_large_mean():
   """Post-activation sequence norm, its statistics summed in the time loop,
   against the layer's own h normalised in float64."""
   x = _x((9, 64, 6))
-  layer = RecurrentLayer(LARGE_MEAN_CELL, norm="sequence", norm_position="post")
+  layer = RecurrentLayer(LARGE_MEAN_CELL, norm="sequence", norm_position="post",
+                         time_major=True)
   y, params = _large_mean_layer_output(layer, x)
   h = _cell_output(params["forward"], x, LARGE_MEAN_CELL)
   assert abs(h.mean() - LARGE_MEAN) < 0.1 and h.std(axis=(0, 1)).max() < 0.05
@@ -279,7 +282,7 @@ def test_pre_activation_batch_norm_is_accurate_for_a_large_mean(norm, axes):
   outputs the normalised z."""
   x = _x((9, 64, 6))
   y, params = _large_mean_layer_output(
-      RecurrentLayer(LARGE_MEAN_CELL, norm=norm, norm_position="pre"), x)
+      RecurrentLayer(LARGE_MEAN_CELL, norm=norm, norm_position="pre", time_major=True), x)
   assert _max_error(y, _normalised64(_projection64(x, params["forward"]), axes)) < 1e-3
 
 
@@ -290,9 +293,7 @@ def test_folded_batch_norm_is_accurate_for_a_large_mean(fold):
   x = _x((9, 64, 6))
   y, params = _large_mean_layer_output(
       RecurrentStack((LARGE_MEAN_CELL,) * 2, norm="sequence", norm_position="post",
-                     fold_norm=fold), x)
-  if fold:
-    y = y.materialize()
+                     fold_norm=fold, time_major=True), x)
   reference = x
   for i in range(2):
     h = _projection64(reference, params[f"layer_{i}"]["forward"])  # u = 0: h_t = z_t + b.

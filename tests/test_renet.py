@@ -79,7 +79,7 @@ def _sweeps(kind):
   variables = jax.jit(lambda k, x: block.init(k, x, train=False))(jax.random.PRNGKey(1), x)
   out, state = jax.jit(lambda v, x: block.apply(v, x, train=False,
                                                 capture_intermediates=True))(variables, x)
-  vertical = state["intermediates"]["vertical"]["__call__"][0][0]
+  vertical = state["intermediates"]["vertical"]["__call__"][0]
   vertical = np.asarray(spatial.sequences_to_columns(vertical, 2))
   return x, np.asarray(spatial.split_patches(x, 2, 1)), vertical, np.asarray(out), \
       variables["params"]

@@ -5,9 +5,10 @@ A cell offers two paths over one set of parameters:
       `num_feature_axes` and `__call__(carry, x[..., D]) -> (carry, y)`;
   per sequence, which the project's layers use: `project(x[T, B, D]) ->
       (z[T, B, G*H], bias[G*H])`, one matrix product for all steps, then
-      `recur(z, state, bias) -> (h[T, B, H], final_state, sums)`, the fused
-      time loop of `recurrences` (hand-written backward pass), which adds the
-      bias inside the loop.
+      `recur(z, state, bias, lengths=None) -> (h[T, B, H], final_state, sums)`,
+      the fused time loop of `recurrences` (hand-written backward pass), which
+      adds the bias inside the loop; with `lengths[B]` the state stops
+      changing after each row's last step and h is zero there.
 The input kernel is [D, G*H]: G gate blocks of H columns side by side, in the
 order the cell's docstring gives.
 """
@@ -127,16 +128,17 @@ class RecurrentCellBase(nn.RNNCellBase):
     live where z does (on each device's rows in a per-device map)."""
     return jnp.zeros_like(z[0, :, :self.features])
 
-  def recur(self, z, state=None, bias=None, moments: bool = False):
+  def recur(self, z, state=None, bias=None, moments: bool = False, lengths=None):
     """z[T, B, G*H] (+ bias[G*H]) -> (h[T, B, H], final state, sums); sums are
-    the batch-norm sums of h over time and batch where the loop takes them
-    (`moments`), else ()."""
+    the batch-norm sums of h over time and batch (valid steps only) where the
+    loop takes them (`moments`), else (). `lengths[B]` (each >= 1): row b ends
+    after step lengths[b] - 1; the final state is the one there."""
     raise NotImplementedError
 
-  def over_sequence(self, x, state=None):
+  def over_sequence(self, x, state=None, lengths=None):
     """x[T, B, D] -> (h[T, B, H], final state): project, then recur."""
     z, bias = self.project(x)
-    return self.recur(z, state, bias)[:2]
+    return self.recur(z, state, bias, lengths=lengths)[:2]
 
   # The per-step path (flax.linen.RNN).
   @nn.nowrap

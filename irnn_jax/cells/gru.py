@@ -25,11 +25,11 @@ class GRUCell(RecurrentCellBase):
     self.recurrent_bias_n = self.param("recurrent_bias_n", jax.nn.initializers.zeros,
                                        (self.features,))
 
-  def recur(self, z, state=None, bias=None, moments: bool = False):
+  def recur(self, z, state=None, bias=None, moments: bool = False, lengths=None):
     del moments  # The loop takes no batch-norm sums.
     state = self.initial_state(z) if state is None else state
     hs, final = recurrences.gru_scan(z, self.recurrent_kernel, self.recurrent_bias_n, state,
-                                     self.unroll, self.remat, bias)
+                                     self.unroll, self.remat, bias, lengths)
     return hs, final, ()
 
   def __call__(self, carry, x):

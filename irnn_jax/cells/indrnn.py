@@ -64,10 +64,10 @@ class IndRNNCell(RecurrentCellBase):
       raise ValueError(f"unknown u_init {self.u_init!r}; choose from {U_INITS}")
     self.u = self.param("u", init, (self.features,))
 
-  def recur(self, z, state=None, bias=None, moments: bool = False):
+  def recur(self, z, state=None, bias=None, moments: bool = False, lengths=None):
     state = self.initial_state(z) if state is None else state
     return recurrences.elementwise_scan(z, self.u, state, self.activation, self.unroll,
-                                        bias, moments)
+                                        bias, moments, lengths)
 
   def __call__(self, carry, x):
     z, bias = self.project(x)

@@ -32,11 +32,11 @@ class LSTMCell(RecurrentCellBase):
     zeros = super().initial_state(z)
     return zeros, zeros
 
-  def recur(self, z, state=None, bias=None, moments: bool = False):
+  def recur(self, z, state=None, bias=None, moments: bool = False, lengths=None):
     del moments  # The loop takes no batch-norm sums.
     state = self.initial_state(z) if state is None else state
     hs, final = recurrences.lstm_scan(z, self.recurrent_kernel, state, self.unroll,
-                                      self.remat, bias)
+                                      self.remat, bias, lengths)
     return hs, final, ()
 
   @nn.nowrap

@@ -19,10 +19,10 @@ class DenseRecurrentCell(RecurrentCellBase):
     self.recurrent_kernel = self.param("recurrent_kernel", self.recurrent_kernel_init(),
                                        (self.features, self.features))
 
-  def recur(self, z, state=None, bias=None, moments: bool = False):
+  def recur(self, z, state=None, bias=None, moments: bool = False, lengths=None):
     state = self.initial_state(z) if state is None else state
     return recurrences.dense_scan(z, self.recurrent_kernel, state, self.activation,
-                                  self.unroll, bias, moments)
+                                  self.unroll, bias, moments, lengths)
 
   def __call__(self, carry, x):
     z, bias = self.project(x)
