@@ -40,7 +40,6 @@ flags.DEFINE_bool("allow_config_change", False, "Resume a workdir whose config.j
                   "step it applies from go to config_history.jsonl.")
 flags.DEFINE_bool("verbose", False, "Show the traceback of an error (also with "
                   "IRNN_JAX_VERBOSE=1).")
-flags.mark_flags_as_required(["config", "workdir"])
 
 # Errors in what a person gave (config, data, workdir, checkpoints, a diverged
 # run): one message, no traceback, unless --verbose.
@@ -122,4 +121,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])  # Not on import (tests import it).
   app.run(main, flags_parser=parse_flags)

@@ -1,48 +1,68 @@
-"""Write a classification run's predictions (latest checkpoint) to CSV.
+"""Write a run's predictions on one split to CSV, for every task.
 
   python -m experiments.predict --workdir=runs/renet_mnist --split=test \
-      --output=runs/renet_mnist/test_predictions.csv
+      --output=runs/renet_mnist/test_predictions.csv [--checkpoint=best]
 
-One row per example of the split: example, label, predicted, p_0 .. p_{K-1}.
-Works for every classification run (ReNet, the MNIST sequence models): the
-data set and model are rebuilt from workdir/config.json. Prints the accuracy
+One row per example of the split (irnn_jax/predictions.py has the columns):
+classifiers write the label, the predicted class (with their names where the
+data set has class names) and the class probabilities; regression the target
+and the prediction (K columns each for K targets); language models one row per
+token: the next token, the argmax and its probability. The data set and model
+are rebuilt from workdir/config.json. Prints the accuracy or the mse
 recomputed from the file, next to the run's metrics.json value.
 """
 
 import json
 import os
+import sys
 
 from absl import app, flags
 
 from irnn_jax import predictions, train
+from irnn_jax.checkpoints import CheckpointError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Workdir of a finished or running classification run.")
+flags.DEFINE_string("workdir", None, "Workdir of a finished or running run.")
 flags.DEFINE_string("split", "test", "Evaluation split: test, or valid where the run has one.")
 flags.DEFINE_string("output", None, "CSV file to write.")
-flags.DEFINE_integer("max_examples", 0, "Only the first N examples of the split; 0 = all.")
+flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "latest: the newest of "
+                  "checkpoints/; best: the one of checkpoints_best/ (config.train.select_metric).")
+flags.DEFINE_integer("max_examples", 0, "Only the first N examples of the split; 0 = all "
+                     "(the run's config.data.eval_examples for the generated adding problem).")
 flags.DEFINE_string("data_dir", "", "Replaces config.data.dir of the run (e.g. when the "
                     "run's path was relative to another directory).")
-flags.mark_flags_as_required(["workdir", "output"])
+
+USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   train.quiet_library_logs()
-  result = predictions.write_predictions(FLAGS.workdir, FLAGS.split, FLAGS.output,
-                                         FLAGS.max_examples, FLAGS.data_dir)
-  accuracy = predictions.file_accuracy(FLAGS.output)
-  print(f"{FLAGS.output}: {result['examples']} {FLAGS.split} examples at step "
-        f"{result['step']}, accuracy {accuracy:.4f} (recomputed from the file)")
+  try:
+    result = predictions.write_predictions(FLAGS.workdir, FLAGS.split, FLAGS.output,
+                                           FLAGS.max_examples, FLAGS.data_dir,
+                                           FLAGS.checkpoint)
+  except USER_ERRORS as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  name = "mse" if "mse" in result else "accuracy"
+  value = (predictions.file_mse if name == "mse" else predictions.file_accuracy)(FLAGS.output)
+  print(f"{FLAGS.output}: {result['examples']} {FLAGS.split} rows at step "
+        f"{result['step']} ({FLAGS.checkpoint} checkpoint), {name} {value:.4f} "
+        "(recomputed from the file)")
   metrics_path = os.path.join(FLAGS.workdir, "metrics.json")
   if os.path.exists(metrics_path):
     with open(metrics_path) as f:
-      logged = json.load(f).get(f"{FLAGS.split}/accuracy")
+      saved = json.load(f)
+    if FLAGS.checkpoint == "best":
+      saved = (saved.get("best") or {}).get("metrics", {})
+    logged = saved.get(f"{FLAGS.split}/{name}")
     if logged is not None:
-      print(f"metrics.json {FLAGS.split}/accuracy: {logged:.4f} (on config.data."
-            "eval_examples examples, at the run's last evaluation)")
+      print(f"metrics.json {FLAGS.split}/{name}: {logged:.4f} (on config.data."
+            f"eval_examples examples, at the run's {FLAGS.checkpoint} evaluation)")
 
 
 if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir", "output"])  # Not on import (tests import it).
   app.run(main)

@@ -23,7 +23,6 @@ flags.DEFINE_float("temperature", 0.8, "Softmax temperature; <= 0 is greedy.")
 flags.DEFINE_string("prime", "", "Text the model reads before generating.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
-flags.mark_flags_as_required(["workdir"])
 
 
 def sample_text(workdir: str, length: int, temperature: float, prime: str = "",
@@ -49,4 +48,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir"])  # Not on import (tests import it).
   app.run(main)

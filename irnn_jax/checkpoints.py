@@ -133,14 +133,26 @@ class Checkpointer:
             step, args=ocp.args.StandardRestore(target)))
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
-  def save(self, step: int, state, force: bool = False) -> bool:
+  def save(self, step: int, state, force: bool = False, metadata: dict | None = None) -> bool:
     """Save `state` as step `step` unless a parameter is not finite (then
-    warn); whether it was saved."""
+    warn); whether it was saved. `metadata` (JSON) is written inside the
+    checkpoint, so the two appear together; `metadata(step)` reads it."""
     if not bool(jax.tree.reduce(lambda a, b: a & b, jax.tree.map(
         lambda p: jnp.all(jnp.isfinite(p)), state.params))):
       logging.warning("Not saving step %d: some parameters are not finite", step)
       return False
-    return bool(self._manager.save(step, args=ocp.args.StandardSave(state), force=force))
+    return bool(self._manager.save(step, args=ocp.args.StandardSave(state), force=force,
+                                   custom_metadata=metadata))
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def metadata(self, step: int) -> dict:
+    """What `save(step, ..., metadata=...)` wrote with checkpoint `step` ({} if nothing)."""
+    return dict(self._manager.metadata(step).custom_metadata or {})
+
+  def delete(self, step: int):
+    self._manager.delete(step)
 
   def close(self):
     self._manager.wait_until_finished()

@@ -9,9 +9,11 @@ import json
 import ml_collections
 
 from irnn_jax import cells, layers, models
+from irnn_jax.data import sequence_files
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "step", "plateau")
+SELECT_MODES = ("auto", "min", "max")
 # Fields of config.model before each cell's options moved to config.model.cells:
 # old name -> name in the section of every cell that has it.
 _OLD_CELL_FIELDS = {
@@ -58,7 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   d = c.data = ml_collections.ConfigDict()
-  d.name = "adding"  # adding | mnist | ptb | tfds_image (irnn_jax.data.BUILDERS)
+  d.name = "adding"  # adding | arrays | mnist | ptb | tfds_image | ts (irnn_jax.data.BUILDERS)
   d.dir = ""  # mnist, ptb: the data files; a relative path is from the current directory.
   # Time steps per sequence: the adding problem's T, a language model's window.
   # mnist and images fix their own (from view, patch_size, pad_to): 0 takes it,
@@ -66,7 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   d.seq_len = 100
   d.batch_size = 50  # Training sequences per step (parallel streams for ptb).
   d.eval_batch_size = 500
-  d.eval_examples = 1000  # Per evaluation split (adding, mnist, images); 0 = all of it.
+  d.eval_examples = 1000  # Per evaluation split (adding, mnist, images, arrays, ts); 0 = all of it.
   # mnist and tfds_image.
   d.source = "auto"  # mnist: auto (IDX files in dir, else TFDS) | files | tfds
   d.tfds_name = ""  # tfds_image: the TFDS data set, e.g. "cifar10".
@@ -83,6 +85,15 @@ def base_config() -> ml_collections.ConfigDict:
   # ptb.
   d.level = "char"  # char | word
   d.random_offset = False  # Start each epoch at a random token in [0, T).
+  # arrays (.npz) and ts (UCR/UEA .ts): one's own sequences (irnn_jax/data/sequences.py).
+  d.path = ""  # arrays: the .npz file (x_train, y_train, optional len_train, *_valid, *_test).
+  d.train_path = ""  # ts: the training .ts file.
+  d.valid_path = ""  # ts: a validation .ts file; "" = carve valid_fraction of train.
+  d.test_path = ""  # ts: a test .ts file; "" = no test split.
+  d.task = "auto"  # auto (str or int labels: classification, floats: regression) | classification | regression
+  d.valid_fraction = 0.1  # Of train held out as "valid" (fixed by seed) when no valid split is given; 0 = none.
+  d.fill_missing = ""  # Missing values (.ts "?", NaN): "" = an error | zero | forward (last value seen)
+  d.standardize = True  # Per channel: mean and std over the valid steps of the training split.
 
   m = c.model = ml_collections.ConfigDict()
   m.arch = "recurrent"  # recurrent (a stack with a readout) | renet (images)
@@ -99,6 +110,7 @@ def base_config() -> ml_collections.ConfigDict:
   m.norm = "none"  # none | sequence (stats over time and batch) | per_step
   m.norm_position = "post"  # pre: on W x, before the activation; post: on h.
   m.dropout = 0.0  # One mask per sequence, shared over time.
+  m.pooling = "last"  # One output per sequence: last (its last valid step) | mean (over its steps; for bidirectional)
   m.input_init = "normal"  # Input kernels: normal (N(0, input_std)) | glorot
   m.input_std = 0.001
   m.embed_size = 0  # Language models: 0 -> hidden_size.
@@ -138,6 +150,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   t = c.train = ml_collections.ConfigDict()
   t.num_steps = 2000
+  t.num_epochs = 0.0  # > 0: ceil(num_epochs * steps_per_epoch) steps, num_steps unused; 0 = off.
   t.log_every = 50
   t.eval_every = 500
   t.checkpoint_every = 500
@@ -147,6 +160,8 @@ def base_config() -> ml_collections.ConfigDict:
   # statistics of this many recent training batches under the current parameters.
   t.precise_bn_batches = 0
   t.time_budget_minutes = 0.0  # Stop (evaluate, checkpoint) after this much training; 0 = off.
+  t.select_metric = "valid/loss"  # Its best checkpoint goes to checkpoints_best/; "" = off.
+  t.select_mode = "auto"  # auto (max for accuracy; min for loss, mse, bpc, perplexity) | min | max
   return c
 
 
@@ -187,6 +202,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                        f"registered: {cells.names()}")
     cells.get(name).check_options(options, f"config.model.cells.{name}")
   _require_choice(m, "connection", "model", models.CONNECTIONS)
+  _require_choice(m, "pooling", "model", models.POOLINGS)
   _require_choice(m, "norm", "model", layers.NORMS)
   _require_choice(m, "norm_position", "model", layers.NORM_POSITIONS)
   _require_choice(m, "input_init", "model", cells.base.INPUT_INITS)
@@ -202,12 +218,35 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require_choice(s, "name", "schedule", SCHEDULES)
   if s.name == "step":
     require_positive(s, "decay_every", "schedule")
-  for field in ("num_steps", "log_every", "eval_every", "checkpoint_every",
-                "keep_checkpoints", "max_nonfinite_in_row"):
+  if isinstance(t.num_epochs, bool) or not isinstance(t.num_epochs, (int, float)) or (
+      t.num_epochs < 0):
+    raise ValueError(f"config.train.num_epochs must be a number >= 0, got {t.num_epochs!r}")
+  for field in (("num_steps",) if not t.num_epochs else ()) + (
+      "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_in_row"):
     require_positive(t, field, "train")
   if not isinstance(t.precise_bn_batches, int) or t.precise_bn_batches < 0:
     raise ValueError(f"config.train.precise_bn_batches must be an integer >= 0, "
                      f"got {t.precise_bn_batches!r}")
   if t.time_budget_minutes < 0:
     raise ValueError(f"config.train.time_budget_minutes must be >= 0, got {t.time_budget_minutes}")
+  split, _, name = str(t.select_metric).partition("/")
+  if t.select_metric and not (isinstance(t.select_metric, str) and split and name):
+    raise ValueError(f"config.train.select_metric must be \"\" or SPLIT/NAME of an evaluation "
+                     f"metric (e.g. \"valid/loss\"), got {t.select_metric!r}")
+  _require_choice(t, "select_mode", "train", SELECT_MODES)
   require_positive(config.data, "batch_size", "data")
+  _validate_sequence_fields(config.data)
+
+
+def _validate_sequence_fields(d: ml_collections.ConfigDict) -> None:
+  """config.data fields of the arrays and ts data sets."""
+  for field in ("path", "train_path", "valid_path", "test_path"):
+    if not isinstance(d[field], str):
+      raise ValueError(f"config.data.{field} must be a path string, got {d[field]!r}")
+  _require_choice(d, "task", "data", sequence_files.TASKS)
+  _require_choice(d, "fill_missing", "data", sequence_files.FILL_MISSING)
+  if isinstance(d.valid_fraction, bool) or not isinstance(d.valid_fraction, (int, float)) or (
+      not 0 <= d.valid_fraction < 1):
+    raise ValueError(f"config.data.valid_fraction must be in [0, 1), got {d.valid_fraction!r}")
+  if not isinstance(d.standardize, bool):
+    raise ValueError(f"config.data.standardize must be True or False, got {d.standardize!r}")

@@ -2,8 +2,9 @@
 
 `build(config, workdir)` makes them for training; `load_run(workdir)` makes
 them again for a finished or running run and restores its latest checkpoint
-(or a given step). Training, prediction, sampling and the benchmarks all build
-models and states through the functions here.
+(or a given step, or the best one); `Run.predict(inputs)` runs its model.
+Training, evaluation, prediction, sampling and the benchmarks all build models
+and states through the functions here.
 """
 
 import dataclasses
@@ -19,10 +20,11 @@ import ml_collections
 import numpy as np
 import optax
 
-from irnn_jax import configlib, data, models, optim
+from irnn_jax import best_checkpoint, configlib, data, models, optim
 from irnn_jax.checkpoints import Checkpointer
 
 SPEC_FILE = "data_spec.json"
+CHECKPOINTS = {"latest": "checkpoints", "best": best_checkpoint.DIRECTORY}  # -> directory.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,11 +104,36 @@ class Run:
   model: nn.Module
   optimizer: optax.GradientTransformation
   state: TrainState  # At step 0 from `build`, restored by `load_run`.
+  _apply: Any = dataclasses.field(default=None, repr=False, compare=False)
 
   @property
   def variables(self) -> dict:
     """{"params", "batch_stats"} for model.apply."""
     return variables_of(self.state.params, self.state.batch_stats)
+
+  def predict(self, inputs, seq_lengths=None) -> np.ndarray:
+    """The model on batch-major `inputs` [B, ...] (numpy or jax) in eval mode,
+    from zero states: class probabilities [B, K] for classification, [B, T, V]
+    for a language model; the outputs [B, K] for regression.
+    `seq_lengths[B]`: each sequence's length where the batch is padded.
+    `inputs` are the model's, as the data set's batches hold them; for one's
+    own sequences (arrays, ts) `dataset.prepare_inputs(x, lengths)` makes them
+    from raw ones with the run's saved statistics."""
+    inputs = jnp.asarray(inputs)
+    if inputs.ndim != 1 + len(self.spec.input_shape):
+      raise ValueError(f"inputs of shape {inputs.shape}: expected batch-major [B, "
+                       f"{', '.join(map(str, self.spec.input_shape))}]")
+    if self._apply is None:
+      probabilities = self.spec.task != "regression"
+
+      def apply(variables, x, lengths):
+        outputs = self.model.apply(variables, x, seq_lengths=lengths, train=False)[0]
+        outputs = outputs.astype(jnp.float32)
+        return jax.nn.softmax(outputs, axis=-1) if probabilities else outputs
+
+      self._apply = jax.jit(apply)
+    lengths = None if seq_lengths is None else jnp.asarray(seq_lengths, jnp.int32)
+    return np.asarray(self._apply(self.variables, inputs, lengths))
 
 
 def variables_of(params, batch_stats) -> dict:
@@ -135,15 +162,18 @@ def _saved_spec(workdir: str):
   return DataSpec(**{**saved, "input_shape": tuple(saved["input_shape"])})
 
 
-def load_run(workdir: str, step: int | None = None, *, with_data: bool = True,
-             data_overrides: dict | None = None) -> Run:
-  """The run in `workdir` at its latest checkpoint (or `step`).
+def load_run(workdir: str, step: int | None = None, checkpoint: str = "latest", *,
+             with_data: bool = True, data_overrides: dict | None = None) -> Run:
+  """The run in `workdir` at its latest checkpoint (or `step`), or with
+  checkpoint="best" at the one kept in checkpoints_best/ (`best_checkpoint`).
 
   with_data=False skips the data set where the run saved its DataSpec
   (sampling needs no corpus); `data_overrides` replace fields of the saved
   config.data first, e.g. {"dir": ...} where the run's path was relative to
   another directory, or {"eval_examples": 0} for whole splits.
   """
+  if checkpoint not in CHECKPOINTS:
+    raise ValueError(f"checkpoint={checkpoint!r}: choose from {tuple(CHECKPOINTS)}")
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{os.path.abspath(path)} not found: is {workdir!r} a "
@@ -159,11 +189,19 @@ def load_run(workdir: str, step: int | None = None, *, with_data: bool = True,
   tx = optim.make_optimizer(config.optimizer)
   like = initial_state(config, model, tx, spec.zero_inputs(config.data.batch_size),
                        spec.carries_state)
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
-                              config.train.checkpoint_every, config.train.keep_checkpoints)
+  directory = os.path.join(workdir, CHECKPOINTS[checkpoint])
+  if checkpoint == "best" and not os.path.isdir(directory):
+    raise FileNotFoundError(
+        f"no best checkpoint in {os.path.abspath(directory)}: the run kept none "
+        f"(config.train.select_metric={config.train.select_metric!r}), or was trained "
+        "before best checkpoints were kept")
+  checkpointer = Checkpointer(directory, config.train.checkpoint_every,
+                              config.train.keep_checkpoints)
   try:
     if checkpointer.latest_step() is None:
-      raise FileNotFoundError(f"no checkpoint in {os.path.abspath(workdir)}/checkpoints")
+      raise FileNotFoundError(f"no checkpoint in {os.path.abspath(directory)}"
+                              + (" yet: the run has not evaluated" if checkpoint == "best"
+                                 else ""))
     state = checkpointer.restore(like, step)
   finally:
     checkpointer.close()

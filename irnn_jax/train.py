@@ -1,10 +1,11 @@
 """The one training entry point: `train_and_evaluate(config, workdir)`.
 
 Everything a run produces lives in `workdir`: the resolved config
-(config.json), TensorBoard events, checkpoints/, and the final metrics
-(metrics.json). Running again with the same workdir resumes from the latest
-checkpoint and sees the same data order, because every batch and every dropout
-mask is a function of (seed, step).
+(config.json), TensorBoard events, checkpoints/, the checkpoint of the best
+evaluation (checkpoints_best/, see `best_checkpoint`), and the final metrics
+with that best one's (metrics.json). Running again with the same workdir
+resumes from the latest checkpoint and sees the same data order, because every
+batch and every dropout mask is a function of (seed, step).
 
 A data set with `carries_state` (language models) gets truncated BPTT: the
 final recurrent states of one batch are the initial states of the next
@@ -14,6 +15,7 @@ final recurrent states of one batch are the initial states of the next
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import signal
 import threading
@@ -27,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from irnn_jax import checkpoints, layers, optim, parallel, run, tasks
+from irnn_jax import best_checkpoint, checkpoints, layers, optim, parallel, run, tasks
 from irnn_jax import workdir as workdir_lib
 from irnn_jax.checkpoints import Checkpointer
 from irnn_jax.run import TrainState, variables_of
@@ -69,8 +71,8 @@ def make_train_step(config, model, tx, task: str, carry_state: bool = False,
     def loss_fn(params):
       (outputs, finals), updated = model.apply(
           variables_of(params, batch_stats), batch["inputs"],
-          carry if carry_state else None, train=True, rngs={"dropout": rng},
-          mutable=["batch_stats"])
+          carry if carry_state else None, seq_lengths=batch.get("lengths"), train=True,
+          rngs={"dropout": rng}, mutable=["batch_stats"])
       sums = tasks.batch_metrics(task, outputs, batch)
       count = parallel.sum_over_devices(jax.lax.stop_gradient(sums["count"]))
       return sums["loss"] / count, (sums, updated.get("batch_stats", {}), finals)
@@ -113,17 +115,26 @@ def make_train_step(config, model, tx, task: str, carry_state: bool = False,
 
 
 def make_batch_stats_step(model, mesh=None) -> Callable:
-  """(params, zero batch_stats, inputs) -> this batch's own statistics of every
-  batch norm, mean and unbiased variance (the running-average update from
-  zero, divided by 1 - momentum); on a `mesh` of several devices, a
+  """(params, zero batch_stats, batch) -> (this batch's own statistics of
+  every batch norm, mean and unbiased variance (the running-average update
+  from zero, divided by 1 - momentum), the rows behind each step of the
+  per-step norms (`layers.COUNTS`)); on a `mesh` of several devices, a
   per-device map whose statistics cover all."""
 
-  def batch_stats_step(params, zeros, inputs):
-    _, updated = model.apply({"params": params, "batch_stats": zeros}, inputs, train=True,
-                             rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"])
-    return jax.tree.map(lambda s: s / (1.0 - layers.BN_MOMENTUM), updated["batch_stats"])
+  def batch_stats_step(params, zeros, batch):
+    _, updated = model.apply({"params": params, "batch_stats": zeros}, batch["inputs"],
+                             seq_lengths=batch.get("lengths"), train=True,
+                             rngs={"dropout": jax.random.PRNGKey(0)},
+                             mutable=["batch_stats", layers.COUNTS])
+    stats = jax.tree.map(lambda s: s / (1.0 - layers.BN_MOMENTUM), updated["batch_stats"])
+    return stats, updated.get(layers.COUNTS, {})
 
   return jax.jit(_per_device(batch_stats_step, mesh, (_SAME, _SAME, _ROWS), _SAME))
+
+
+def _model_inputs(batch: dict) -> dict:
+  """What the model reads of a batch: inputs and, if given, lengths."""
+  return {k: batch[k] for k in ("inputs", "lengths") if k in batch}
 
 
 def precise_batch_stats(batch_stats_step, state: TrainState, batches, mesh):
@@ -131,14 +142,32 @@ def precise_batch_stats(batch_stats_step, state: TrainState, batches, mesh):
 
   The running averages mix statistics of the last ~10 parameter versions; on
   long ReLU sequences (pixel MNIST) they can lag far enough to ruin evaluation.
+  Per-step norms weight each batch's statistics at a step by the rows that
+  reach it there, as the running average counts only steps two or more rows
+  reach; a step no batch has two rows at keeps its running statistics.
   """
   zeros = jax.tree.map(jnp.zeros_like, state.batch_stats)
-  total, count = None, 0
+  total, weight = None, None
   for batch in batches:
-    stats = batch_stats_step(state.params, zeros, parallel.shard_batch(batch, mesh)["inputs"])
-    total = stats if total is None else jax.tree.map(jnp.add, total, stats)
-    count += 1
-  return jax.tree.map(lambda s: s / count, total)
+    stats, counts = batch_stats_step(state.params, zeros,
+                                     parallel.shard_batch(_model_inputs(batch), mesh))
+    rows = _rows_behind(stats, counts)
+    weighted = jax.tree.map(jnp.multiply, stats, rows)
+    total = weighted if total is None else jax.tree.map(jnp.add, total, weighted)
+    weight = rows if weight is None else jax.tree.map(jnp.add, weight, rows)
+  return jax.tree.map(lambda t, w, old: jnp.where(w > 0, t / jnp.maximum(w, 1), old),
+                      total, weight, state.batch_stats)
+
+
+def _rows_behind(stats: dict, counts: dict) -> dict:
+  """Each statistic's weight in the mean over batches: for a per-step norm its
+  rows per step, counts[T, 1] (sown as a 1-tuple), 0 where fewer than two;
+  else 1."""
+  if "count" in counts:
+    rows = counts["count"][0]
+    return {k: jnp.where(rows > 1, rows, 0.0) for k in stats}
+  return {k: _rows_behind(v, counts.get(k, {})) if isinstance(v, dict) else jnp.float32(1.0)
+          for k, v in stats.items()}
 
 
 def make_eval_step(model, task: str, mesh=None) -> Callable:
@@ -147,7 +176,7 @@ def make_eval_step(model, task: str, mesh=None) -> Callable:
 
   def eval_step(params, batch_stats, batch, states):
     outputs, finals = model.apply(variables_of(params, batch_stats), batch["inputs"],
-                                  states, train=False)
+                                  states, seq_lengths=batch.get("lengths"), train=False)
     return parallel.sum_over_devices(tasks.batch_metrics(task, outputs, batch)), finals
 
   return jax.jit(_per_device(eval_step, mesh, (_SAME, _SAME, _ROWS, _ROWS), (_SAME, _ROWS)))
@@ -156,6 +185,11 @@ def make_eval_step(model, task: str, mesh=None) -> Callable:
 def evaluate(eval_step, state: TrainState, dataset, split: str, mesh) -> dict:
   """Mean metrics over a split; with `carries_state` the recurrent states run
   on from each batch to the next, from zero."""
+  return tasks.mean_metrics(dataset.task, evaluation_sums(eval_step, state, dataset, split, mesh))
+
+
+def evaluation_sums(eval_step, state: TrainState, dataset, split: str, mesh) -> dict:
+  """The summed metrics of `evaluate` and their "count" (examples, or tokens)."""
   carry_state = getattr(dataset, "carries_state", False)
   totals, states = None, None
   for batch in dataset.eval_batches(split):
@@ -165,7 +199,20 @@ def evaluate(eval_step, state: TrainState, dataset, split: str, mesh) -> dict:
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   if totals is None:
     raise ValueError(f"evaluation split {split!r} has no examples")
-  return tasks.mean_metrics(dataset.task, jax.device_get(totals))
+  return jax.device_get(totals)
+
+
+def steps_to_train(train_cfg, dataset) -> int:
+  """config.train.num_steps, or with num_epochs > 0 ceil(num_epochs *
+  dataset.steps_per_epoch); ValueError for a data set without epochs."""
+  if not train_cfg.num_epochs:
+    return int(train_cfg.num_steps)
+  per_epoch = getattr(dataset, "steps_per_epoch", None)
+  if not per_epoch:
+    raise ValueError(f"config.train.num_epochs={train_cfg.num_epochs}: this data set "
+                     f"({type(dataset).__name__}) has no fixed training set, so no "
+                     "steps_per_epoch; set config.train.num_steps and num_epochs=0")
+  return max(math.ceil(train_cfg.num_epochs * per_epoch), 1)
 
 
 def _format_duration(seconds: float) -> str:
@@ -306,6 +353,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = parallel.data_mesh()
   parallel.check_divisible(config.data.batch_size, "data.batch_size", mesh)
   parallel.check_divisible(config.data.eval_batch_size, "data.eval_batch_size", mesh)
+  num_steps = steps_to_train(config.train, built.dataset)
+  best_checkpoint.check_metric(config.train, built)
   resolved = json.loads(config.to_json_best_effort())
   config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
   steps = checkpoints.saved_steps(os.path.join(workdir, "checkpoints"))
@@ -330,10 +379,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if hasattr(built.dataset, "save") and main:
       built.dataset.save(workdir)
     _save_json(os.path.join(workdir, run.SPEC_FILE), dataclasses.asdict(built.spec))
-    return _train(config, workdir, built, mesh)
+    return _train(config, workdir, built, mesh, num_steps)
 
 
-def _train(config, workdir: str, built: run.Run, mesh) -> dict:
+def _train(config, workdir: str, built: run.Run, mesh, num_steps: int) -> dict:
   """The training loop of `train_and_evaluate`, from the latest checkpoint."""
   dataset, model, tx = built.dataset, built.model, built.optimizer
   carry_state = built.spec.carries_state
@@ -344,17 +393,19 @@ def _train(config, workdir: str, built: run.Run, mesh) -> dict:
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state)
     logging.info("Resumed from checkpoint at step %d in %s", int(state.step), workdir)
+  best_kept = (best_checkpoint.BestCheckpoint(workdir, t.select_metric, t.select_mode)
+               if t.select_metric else None)
   start_step = int(state.step)
   param_count = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info("Model: %s, %d parameters; %d devices; task %s; steps %d -> %d",
                config.model.cell, param_count, mesh.devices.size, dataset.task,
-               start_step, t.num_steps)
+               start_step, num_steps)
 
   train_step = make_train_step(config, model, tx, dataset.task, carry_state, mesh)
   eval_step = make_eval_step(model, dataset.task, mesh)
   batch_stats_step = make_batch_stats_step(model, mesh)
   writer = MetricWriter(workdir, start_step, active=parallel.is_main_process())
-  progress = _Progress(dataset.task, t.num_steps, start_step, t.max_nonfinite_in_row)
+  progress = _Progress(dataset.task, num_steps, start_step, t.max_nonfinite_in_row)
   session_start = time.time()
   elapsed_before = float(state.elapsed)
   train_means, eval_results = {}, {}
@@ -374,6 +425,8 @@ def _train(config, workdir: str, built: run.Run, mesh) -> dict:
     writer.write_scalars(step, results)
     logging.info("eval at step %d: %s", step,
                  ", ".join(f"{k}={v:.4g}" for k, v in sorted(results.items())))
+    if best_kept is not None:
+      best_kept.offer(step, state, results)
     if config.schedule.name == "plateau":
       metric = config.schedule.plateau_metric
       if metric not in results:
@@ -399,7 +452,7 @@ def _train(config, workdir: str, built: run.Run, mesh) -> dict:
 
   interrupts = _Interrupts()
   try:
-    for step in range(start_step, t.num_steps):
+    for step in range(start_step, num_steps):
       batch = dataset.train_batch(step)
       if carry_state and dataset.is_epoch_start(step):
         state = state.replace(carry=jax.tree.map(jnp.zeros_like, state.carry))
@@ -410,7 +463,7 @@ def _train(config, workdir: str, built: run.Run, mesh) -> dict:
           elapsed_before + time.time() - session_start >= 60 * t.time_budget_minutes,
           done % t.log_every == 0)
       interrupted = _agreed(interrupts.signum is not None, done % t.log_every == 0)
-      last = done == t.num_steps or out_of_time
+      last = done == num_steps or out_of_time
       if done % t.log_every == 0 or last or done % t.checkpoint_every == 0 or interrupted:
         train_means = progress.flush(done, writer) or train_means
       evaluated = {}
@@ -442,10 +495,14 @@ def _train(config, workdir: str, built: run.Run, mesh) -> dict:
     interrupts.restore()
     writer.close()
     checkpointer.close()
+    if best_kept is not None:
+      best_kept.close()
 
   final = {"step": int(state.step), "skipped_updates": int(state.skipped),
            "train_seconds": elapsed_before + time.time() - session_start,
            "parameters": int(param_count), **train_means, **eval_results}
+  if best_kept is not None and best_kept.record is not None:
+    final["best"] = best_kept.record
   _save_json(os.path.join(workdir, "metrics.json"), final)
   logging.info("Done: %s", ", ".join(f"{k}={v:.4g}" for k, v in eval_results.items()))
   return final

@@ -20,10 +20,12 @@ from irnn_jax import configlib
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"
 LOCK_FILE = "lock"
-# Fields a resumed run may change without --allow_config_change: budgets and
-# intervals, which do not change how steps 0..N were trained.
-MAY_CHANGE = ("train.num_steps", "train.time_budget_minutes", "train.log_every",
-              "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints")
+# Fields a resumed run may change without --allow_config_change: budgets,
+# intervals and the best-checkpoint metric, which do not change how steps 0..N
+# were trained.
+MAY_CHANGE = ("train.num_steps", "train.num_epochs", "train.time_budget_minutes",
+              "train.log_every", "train.eval_every", "train.checkpoint_every",
+              "train.keep_checkpoints", "train.select_metric", "train.select_mode")
 
 
 class WorkdirError(RuntimeError):

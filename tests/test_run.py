@@ -1,5 +1,6 @@
 """Building a run from a config, and reloading a finished one."""
 
+import dataclasses
 import os
 
 import jax
@@ -57,3 +58,33 @@ def test_load_run_names_what_is_missing(tmp_path, finished):
   with pytest.raises(FileNotFoundError, match=r"no checkpoint of step 7 in .*; saved steps: \[5, 10\]"):
     run.load_run(workdir, step=7)
   assert os.path.exists(os.path.join(workdir, run.SPEC_FILE))
+
+
+def test_predict_equals_a_direct_model_apply_in_eval_mode(finished):
+  _, workdir, _ = finished
+  loaded = run.load_run(workdir)
+  inputs = loaded.dataset.train_batch(3)["inputs"]
+  outputs, _ = loaded.model.apply(loaded.variables, inputs, seq_lengths=None, train=False)
+  np.testing.assert_allclose(loaded.predict(inputs), np.asarray(outputs), rtol=1e-6)
+  assert loaded.predict(list(inputs[:2])).shape == (2, 1)  # Any array-like, batch-major.
+  with pytest.raises(ValueError, match=r"expected batch-major \[B, 12, 2\]"):
+    loaded.predict(inputs[0])
+
+
+def test_predict_gives_class_probabilities(tmp_path):
+  cfg = tiny_config("indrnn")
+  built = run.build(cfg, str(tmp_path))
+  spec = dataclasses.replace(built.spec, task="classification", num_outputs=3)
+  model = run.build_model(cfg, spec)
+  inputs = built.dataset.train_batch(0)["inputs"]
+  state = run.initial_state(cfg, model, built.optimizer, inputs)
+  built = run.Run(cfg, built.workdir, spec, built.dataset, model, built.optimizer, state)
+  logits, _ = built.model.apply(built.variables, inputs, train=False)
+  np.testing.assert_allclose(built.predict(inputs), jax.nn.softmax(logits, -1), rtol=1e-5)
+
+
+def test_load_run_names_a_missing_checkpoint_kind(finished):
+  _, workdir, _ = finished
+  with pytest.raises(ValueError, match="checkpoint='newest'"):
+    run.load_run(workdir, checkpoint="newest")
+  assert int(run.load_run(workdir, checkpoint="best", with_data=False).state.step) == 10
