@@ -6,7 +6,9 @@
 Sweeps. A config file declares `get_sweep(name)`: a list of override dicts from
 dotted field names to values (built with irnn_jax/sweeps.py: product, zip_fields).
 --sweep picks the name (default: the variant after ":"). The key "variant" picks
-the config variant of a point (default: the one in --config). Each point runs
+the config variant of a point (default: the one in --config). The key "seed"
+is an axis like any field; --seeds=0,1,2 repeats every point once per seed
+(irnn_jax.sweeps.over_seeds), each seed in its own workdir. Each point runs
 as its own `python -m experiments.main` process in WORKDIR/<point name>, e.g.
 WORKDIR/variant=lstm,seq_len=100, with its output in log.txt there.
 --config.FIELD=VALUE flags apply to every point; a point's own value for the
@@ -23,7 +25,9 @@ then exits with status 1. Ctrl-C or SIGTERM stops the running points (their
 process groups) and exits with status 130; rerunning the command continues.
 At the end WORKDIR/results.csv and results.md hold one row per point (its
 overrides, status, wall seconds and final metrics) and the table is printed;
-WORKDIR/sweep.json records the points.
+WORKDIR/sweep.json records the points. Where points differ in their seed,
+results.md and the printed table add the final test metrics grouped over
+seeds, mean ± sample std (irnn_jax.reports).
 """
 
 import csv
@@ -39,7 +43,7 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from irnn_jax import sweeps, workdir as workdir_lib
+from irnn_jax import reports, sweeps, workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 LOG = "log.txt"
@@ -88,13 +92,17 @@ def _args(variant):
 
 
 def plan(config_file: str, variant: str | None, sweep: str | None, workdir: str,
-         global_overrides: dict) -> list[Point]:
-  """The sweep's points, each checked against its config (fields exist, types fit)."""
+         global_overrides: dict, seeds=()) -> list[Point]:
+  """The sweep's points (each once per seed of `seeds`, where given), each
+  checked against its config (fields exist, types fit)."""
   module = load_module(config_file)
   if not hasattr(module, "get_sweep"):
     raise ValueError(f"{config_file} has no get_sweep(name)")
+  declared = module.get_sweep(*_args(sweep if sweep is not None else variant))
+  if seeds:
+    declared = sweeps.over_seeds(declared, seeds)
   points = []
-  for overrides in module.get_sweep(*_args(sweep if sweep is not None else variant)):
+  for overrides in declared:
     name = sweeps.point_name(overrides)
     point_variant = overrides.get(sweeps.VARIANT, variant)
     own = {k: v for k, v in overrides.items() if k != sweeps.VARIANT}
@@ -257,6 +265,24 @@ def markdown(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def seed_table(points: list[Point]) -> str:
+  """The finished points grouped over seeds, final test metrics as mean ± std;
+  "" where no two of them differ in seed only."""
+  if not any(sweeps.SEED in p.fields for p in points):
+    return ""
+  try:
+    runs = [reports.read_run(p.workdir) for p in points if p.status == "finished"]
+    metrics = sorted(set.intersection(*({k for k in r.metrics if k.startswith("test/")}
+                                        for r in runs))) if runs else []
+    groups = reports.group_runs(runs, metrics) if metrics else []
+  except reports.ReportError as e:
+    return f"Over seeds: not shown ({e})"
+  if all(len(g.runs) == 1 for g in groups):
+    return ""
+  return ("Over seeds (mean ± sample std):\n\n"
+          + reports.table(reports.sort_groups(groups), metrics))
+
+
 def write_results(workdir: str, points: list[Point]) -> str:
   rows = results(points)
   with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
@@ -264,6 +290,9 @@ def write_results(workdir: str, points: list[Point]) -> str:
     writer.writeheader()
     writer.writerows(rows)
   table = markdown(rows)
+  over_seeds = seed_table(points)
+  if over_seeds:
+    table += "\n\n" + over_seeds
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(table + "\n")
   return table
@@ -275,19 +304,20 @@ def _raise_stopped(signum, frame):
 
 
 def run_sweep(config: str, workdir: str, sweep: str | None = None, parallel: int = 1,
-              overrides: dict | None = None, launch=child_argv) -> int:
+              overrides: dict | None = None, launch=child_argv, seeds=()) -> int:
   """Run the sweep `sweep` of config "FILE[:VARIANT]" in `workdir`; the exit status.
 
-  `overrides` (dotted field -> value) apply to every point; `launch(config_file,
-  point)` gives a point's command line.
+  `overrides` (dotted field -> value) apply to every point; `seeds` repeats
+  every point once per seed; `launch(config_file, point)` gives a point's
+  command line.
   """
   config_file, _, variant = config.partition(":")
   variant = variant or None
-  points = plan(config_file, variant, sweep, workdir, overrides or {})
+  points = plan(config_file, variant, sweep, workdir, overrides or {}, seeds)
   os.makedirs(workdir, exist_ok=True)
   _write_json(os.path.join(workdir, "sweep.json"), {
       "config": config, "sweep": sweep if sweep is not None else variant,
-      "overrides": overrides or {},
+      "overrides": overrides or {}, "seeds": list(seeds),
       "points": [{"name": p.name, "overrides": p.overrides,
                   "config_hash": workdir_lib.config_hash(p.config)} for p in points]})
   for p in points:
@@ -325,15 +355,21 @@ def define_flags():
   flags.DEFINE_string("workdir", None, "Sweep directory: one sub-directory per point.")
   flags.DEFINE_string("sweep", None, "Name passed to get_sweep; default: the config variant.")
   flags.DEFINE_integer("parallel", 1, "How many points run at a time.", lower_bound=1)
+  flags.DEFINE_list("seeds", [], "Run every point once per seed, e.g. 0,1,2 (config.seed); "
+                    "empty: the sweep's own seeds.")
   flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    seeds = [int(s) for s in FLAGS.seeds]
+  except ValueError as e:
+    raise app.UsageError(f"--seeds takes integers, e.g. 0,1,2: {e}") from e
   sys.exit(run_sweep(config_flags.get_config_filename(FLAGS["config"]), FLAGS.workdir,
                      FLAGS.sweep, FLAGS.parallel,
-                     config_flags.get_override_values(FLAGS["config"])))
+                     config_flags.get_override_values(FLAGS["config"]), seeds=seeds))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 A sweep is a list of override dicts from dotted field names to values, e.g.
 `[{"data.seq_len": 100}, {"data.seq_len": 500}]`. The special key "variant"
 picks the config variant (the part after ":" in --config) for that point.
+Seeds are an axis like any field ("seed"); `over_seeds` repeats every point.
 Config files declare their sweeps in `get_sweep(name)`; experiments/sweep.py
 runs them.
 """
@@ -16,6 +17,7 @@ import re
 import ml_collections
 
 VARIANT = "variant"  # Not a config field: the variant passed to get_config.
+SEED = "seed"  # The config field that seeds parameters, data and dropout.
 MAX_NAME_LEN = 120
 
 
@@ -45,7 +47,23 @@ def zip_fields(fields: dict | None = None, **more) -> list[dict]:
   return [dict(zip(fields, values)) for values in zip(*fields.values())]
 
 
-def _short_keys(keys) -> list[str]:
+def over_seeds(points: list[dict], seeds) -> list[dict]:
+  """Every point once per seed, the seeds of a point next to each other.
+
+  over_seeds([{"variant": "irnn"}], (0, 1)) ==
+      [{"variant": "irnn", "seed": 0}, {"variant": "irnn", "seed": 1}]
+  """
+  seeds = list(seeds)
+  if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    raise TypeError(f"over_seeds needs a list of int seeds, got {seeds!r}")
+  if len(set(seeds)) < len(seeds):
+    raise ValueError(f"over_seeds: repeated seeds in {seeds}")
+  if any(SEED in point for point in points):
+    raise ValueError(f"the sweep already has a {SEED!r} axis")
+  return [{**point, SEED: seed} for point in points for seed in seeds]
+
+
+def short_keys(keys) -> list[str]:
   """Last part of each dotted key, or the whole key where that part repeats."""
   last = [key.rsplit(".", 1)[-1] for key in keys]
   return [s if last.count(s) == 1 else key for s, key in zip(last, keys)]
@@ -55,7 +73,7 @@ def point_name(overrides: dict) -> str:
   """A stable, filesystem-safe directory name, e.g. "variant=lstm,seq_len=100"."""
   if not overrides:
     return "default"
-  parts = [f"{key}={value}" for key, value in zip(_short_keys(overrides), overrides.values())]
+  parts = [f"{key}={value}" for key, value in zip(short_keys(overrides), overrides.values())]
   name = re.sub(r"[^A-Za-z0-9._+=,-]", "_", ",".join(parts))
   if len(name) > MAX_NAME_LEN:
     digest = hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode())

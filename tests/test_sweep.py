@@ -1,6 +1,8 @@
-"""Sweeps: override lists, point names, the runner with real child processes, reports."""
+"""Sweeps: override lists, point names, seed axes, the runner with real child processes,
+reports of their runs."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -8,18 +10,19 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from configs import adding, permuted_mnist, sequential_mnist
-from experiments import report, sweep
-from irnn_jax import sweeps
-from irnn_jax.summary import MetricWriter
+from experiments import sweep
+from irnn_jax import curves, reports, sweeps, workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A config file for tiny sweeps: each child trains 4 steps of a 1 x 8 network.
 TINY_CONFIG = '''
 from configs import adding
+from irnn_jax import sweeps
 
 
 def get_config(variant="indrnn"):
@@ -35,6 +38,9 @@ def get_sweep(name="indrnn"):
     return [{"data.seq_len": 5}, {"model.hidden_size": -1}]
   if name == "typo":
     return [{"data.seq_len": 5}, {"model.hiden_size": 4}]
+  if name == "seeds":  # Two seeds at T=4, three at T=6.
+    return [{"data.seq_len": 4, "seed": 0}, {"data.seq_len": 4, "seed": 1},
+            *sweeps.over_seeds([{"data.seq_len": 6}], (0, 1, 2))]
   return [{"data.seq_len": 4}, {"data.seq_len": 6}, {"variant": "irnn", "data.seq_len": 6}]
 '''
 
@@ -81,6 +87,10 @@ def test_config_sweeps_expand_to_the_expected_overrides():
   assert adding.get_sweep("t5000") == [{"variant": "indrnn", "data.seq_len": 5000}]
   assert adding.get_sweep("smoke") == [
       {"variant": "irnn", "data.seq_len": 50}, {"variant": "lstm", "data.seq_len": 50}]
+  assert adding.get_sweep("seeds") == [
+      {"variant": "indrnn", "seed": 0}, {"variant": "indrnn", "seed": 1},
+      {"variant": "indrnn", "seed": 2}, {"variant": "irnn", "seed": 0},
+      {"variant": "irnn", "seed": 1}, {"variant": "irnn", "seed": 2}]
   assert adding.get_sweep("lstm") == [
       {"variant": "lstm", "data.seq_len": 100}, {"variant": "lstm", "data.seq_len": 500},
       {"variant": "lstm", "data.seq_len": 1000}, {"variant": "lstm", "data.seq_len": 5000}]
@@ -104,6 +114,55 @@ def test_plan_checks_every_point_and_names_its_directory(tmp_path):
                       "--config.train.num_steps=3", "--config.data.seq_len=1000"]
   assert [p.variant for p in sweep.plan("configs/sequential_mnist.py", "indrnn", None,
                                         str(tmp_path), {})] == ["irnn", "indrnn", "lstm"]
+
+
+def test_over_seeds_repeats_each_point_once_per_seed():
+  assert sweeps.over_seeds([{"variant": "irnn"}, {}], (0, 1)) == [
+      {"variant": "irnn", "seed": 0}, {"variant": "irnn", "seed": 1}, {"seed": 0}, {"seed": 1}]
+  with pytest.raises(ValueError, match="already has a 'seed' axis"):
+    sweeps.over_seeds([{"seed": 3}], [0, 1])
+  with pytest.raises(ValueError, match="repeated seeds"):
+    sweeps.over_seeds([{}], [0, 0])
+  with pytest.raises(TypeError, match="int seeds"):
+    sweeps.over_seeds([{}], ["0"])
+
+
+def test_a_seed_axis_gives_each_seed_its_own_workdir_and_config(tmp_path):
+  points = sweep.plan("configs/adding.py", "indrnn", "smoke", str(tmp_path),
+                      {"train.num_steps": 3, "seed": 7}, seeds=(0, 1, 2))
+  assert [p.name for p in points] == [
+      f"variant={v},seq_len=50,seed={s}" for v in ("irnn", "lstm") for s in (0, 1, 2)]
+  assert len({p.workdir for p in points}) == 6
+  assert [p.config["seed"] for p in points] == [0, 1, 2] * 2  # The point's seed wins.
+  assert len({workdir_lib.config_hash(p.config) for p in points}) == 6
+  assert "--config.seed=1" in sweep.child_argv("configs/adding.py", points[1])
+  # The same points from a sweep that declares its seeds.
+  declared = sweep.plan("configs/adding.py", "indrnn", "seeds", str(tmp_path), {})
+  assert [p.name for p in declared[:3]] == [f"variant=indrnn,seed={s}" for s in (0, 1, 2)]
+  assert [p.config["seed"] for p in declared] == [0, 1, 2] * 2
+  with pytest.raises(ValueError, match="already has a 'seed' axis"):
+    sweep.plan("configs/adding.py", "indrnn", "seeds", str(tmp_path), {}, seeds=(0, 1))
+
+
+def test_a_sweep_over_seeds_adds_their_mean_and_std_to_results(tiny_config, tmp_path, capsys):
+  mse = {(4, 0): 0.1, (4, 1): 0.3, (6, 0): 0.2, (6, 1): 0.25, (6, 2): 0.5}
+
+  def launch(config_file, point):  # No training: config.json, then metrics.json.
+    with open(os.path.join(point.workdir, "config.json"), "w") as f:
+      json.dump(point.config, f)
+    metrics = {"step": 4, "test/mse": mse[point.config["data"]["seq_len"], point.config["seed"]]}
+    return [sys.executable, "-c", f"import json; json.dump({metrics!r}, "
+            f"open({os.path.join(point.workdir, 'metrics.json')!r}, 'w'))"]
+
+  assert sweep.run_sweep(f"{tiny_config}:indrnn", str(tmp_path), sweep="seeds", parallel=2,
+                         launch=launch) == 0
+  out = capsys.readouterr().out
+  assert "Over seeds (mean ± sample std):" in out
+  rows = open(os.path.join(tmp_path, "results.md")).read().split("Over seeds")[1].splitlines()
+  assert rows[2] == "| seq_len | n | seeds | test/mse | step | wall time |"
+  assert rows[4] == f"| 4 | 2 | 0, 1 | 0.2 ± {np.std([0.1, 0.3], ddof=1):.2g} | 4 | 0 s |"
+  std = np.std([0.2, 0.25, 0.5], ddof=1)
+  assert rows[5] == f"| 6 | 3 | 0, 1, 2 | {np.mean([0.2, 0.25, 0.5]):.4g} ± {std:.2g} | 4 | 0 s |"
 
 
 def test_point_names_are_stable_and_filesystem_safe():
@@ -256,24 +315,42 @@ def test_sigterm_stops_the_children_and_a_rerun_continues(tiny_config, tmp_path,
 
 @pytest.mark.slow
 def test_report_reads_the_trainers_event_files(tiny_sweep, tmp_path):
-  runs = [os.path.join(tiny_sweep, name) for name in ("seq_len=4", "seq_len=6")]
-  rows = [report.summarize(run, "test/mse", "min") for run in runs]
-  assert [r["run"] for r in rows] == ["seq_len=4", "seq_len=6"]
-  assert all(r["final_step"] == 3 and r["final"] > 0 for r in rows)
-  assert [report.config_field(run, "data.seq_len") for run in runs] == [4, 6]
+  runs = [reports.read_run(os.path.join(tiny_sweep, name)) for name in ("seq_len=4", "seq_len=6")]
+  groups = reports.group_runs(runs, ["test/mse"])
+  assert [g.fields for g in groups] == [{"data.seq_len": 4}, {"data.seq_len": 6}]
+  assert all(g.results["test/mse"][0][0] == 3 and g.results["test/mse"][0][1] > 0
+             for g in groups)
+  # Evaluated at step 3 only: the best step is the last.
+  best = reports.group_runs(runs, ["test/mse"], at="best")
+  assert [g.results for g in best] == [g.results for g in groups]
   output = str(tmp_path / "curves.png")
-  report.plot(rows, [4, 6], output, "test/mse")
+  curves.plot(groups, output, "test/mse", panel_by="data.seq_len")
   assert os.path.getsize(output) > 0
 
 
-def test_report_best_is_highest_for_accuracy_and_lowest_otherwise(tmp_path):
-  writer = MetricWriter(str(tmp_path))
-  for step, (accuracy, loss) in enumerate([(0.5, 1.0), (0.9, 0.2), (0.7, 0.6)], 1):
-    writer.write_scalars(step, {"test/accuracy": accuracy, "test/loss": loss})
-  writer.close()
-  accuracy = report.summarize(str(tmp_path), "test/accuracy", "auto")
-  assert (accuracy["best"], accuracy["best_step"], accuracy["final"]) == (
-      pytest.approx(0.9), 2, pytest.approx(0.7))
-  loss = report.summarize(str(tmp_path), "test/loss", "auto")
-  assert (loss["best"], loss["best_step"]) == (pytest.approx(0.2), 2)
-  assert report.summarize(str(tmp_path), "test/accuracy", "min")["best_step"] == 1
+@pytest.mark.slow
+def test_three_seed_sweep_then_report_gives_mean_and_std(tiny_config, tmp_path, capsys):
+  workdir = str(tmp_path)
+  assert sweep.run_sweep(f"{tiny_config}:indrnn", workdir, sweep="indrnn", parallel=2,
+                         overrides={"train.num_steps": 6, "train.eval_every": 2},
+                         seeds=(0, 1, 2)) == 0
+  names = [f"seq_len={t},seed={s}" for t in (4, 6) for s in (0, 1, 2)]
+  assert [r["name"] for r in _rows(workdir)[:6]] == names
+  mse = {}
+  for name in names:
+    with open(os.path.join(workdir, name, "metrics.json")) as f:
+      mse[name] = json.load(f)["test/mse"]
+  assert len(set(mse.values())) == 6  # Every seed trained its own model.
+  assert "Over seeds (mean ± sample std)" in open(os.path.join(workdir, "results.md")).read()
+
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.report", *(os.path.join(workdir, n) for n in names),
+       "--metric=test/mse", "--at=best"], capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert lines[0] == "| seq_len | n | seeds | test/mse at best valid/mse | step | wall time |"
+  runs = [reports.read_run(os.path.join(workdir, n)) for n in names[:3]]
+  best = [reports.best_value(r, "test/mse", "valid/mse", "min")[1] for r in runs]
+  assert lines[2].startswith(
+      f"| 4 | 3 | 0, 1, 2 | {np.mean(best):.4g} ± {np.std(best, ddof=1):.2g} |")
+  assert lines[3].startswith("| 6 | 3 | 0, 1, 2 | ")
