@@ -1,11 +1,13 @@
 """Every config variant builds and trains; bad values fail at start naming the field."""
 
 import json
+import re
 
 import pytest
 
 from irnn_jax import configlib, train
 from configs import adding
+from configs import sequences as sequences_config
 from tests.conftest import tiny_config
 
 
@@ -54,3 +56,20 @@ def test_saved_config_from_older_code_gets_new_defaults(tmp_path):
   config = configlib.load_saved(str(path))
   assert config.model.hidden_size == 7
   assert config.model.remat is False
+
+
+@pytest.mark.parametrize("cell", sequences_config.CELLS)
+def test_every_sequences_variant_is_a_valid_config(cell):
+  config = sequences_config.get_config(f"cell={cell},hidden=16,epochs=2")
+  configlib.validate(config)
+  assert config.model.cell == cell and config.model.hidden_size == 16
+  assert config.train.num_epochs == 2.0
+  assert config.optimizer.learning_rate == (2e-3 if cell == "indrnn" else 1e-3)
+
+
+@pytest.mark.parametrize("arg, message", [("cell=mgu", "unknown cell='mgu'"),
+                                          ("size=3", "bad argument 'size=3'"),
+                                          ("lstm", "bad argument 'lstm'")])
+def test_bad_sequences_arguments_are_named(arg, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    sequences_config.get_config(arg)

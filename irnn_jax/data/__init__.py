@@ -15,14 +15,18 @@ earlier run saved there); the trainer calls `save` once the config and the
 data have been checked.
 """
 
-from irnn_jax.data import adding, mnist, ptb, tfds_images
+from irnn_jax.data import adding, mnist, ptb, sequences, tfds_images
 
 BUILDERS = {
     "adding": adding.build,
+    "arrays": sequences.build_arrays,  # Your own sequences in a .npz file.
     "mnist": mnist.build,
     "ptb": ptb.build,
     "tfds_image": tfds_images.build,
+    "ts": sequences.build_ts,  # Your own sequences in UCR/UEA .ts files.
 }
+# Drawn from the seed: no whole split to read, config.data.eval_examples must be > 0.
+GENERATED = ("adding",)
 
 
 def build_dataset(data_cfg, seed: int, workdir: str):

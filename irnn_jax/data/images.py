@@ -9,6 +9,8 @@ Subclasses say how uint8 images become model inputs (`inputs`).
 
 import numpy as np
 
+from irnn_jax.data import batches
+
 NORMALIZATIONS = ("unit", "symmetric", "standardize")
 VALIDATION_SPLITS = ("last", "random")
 # standardize: channels whose training std is below this are divided by it.
@@ -124,12 +126,7 @@ class LabelledImages:
       rows = rows[:self.eval_examples]
     size = self.eval_batch_size
     for start in range(0, len(rows), size):
-      batch = self._batch(split, rows[start:start + size])
-      n = len(batch["targets"])
-      batch = {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
-               for k, v in batch.items()}
-      batch["mask"] = (np.arange(size) < n).astype(np.float32)
-      yield batch
+      yield batches.pad_batch(self._batch(split, rows[start:start + size]), size)
 
 
 class ImageClassification(LabelledImages):
