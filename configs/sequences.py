@@ -12,9 +12,9 @@ hidden=128 (units per layer), layers=2, epochs=60, lr (2e-3 for indrnn, else 1e-
 configs/sequences.py:cell=lstm,epochs=30. The task (classes or regression
 targets), channels and lengths come from the data (irnn_jax/data/sequences.py).
 
-Measured on the example set of experiments.make_sequences (600 train, 300 test
-sequences, 6 classes), 60 epochs = 960 steps, 2-core CPU, float32, test accuracy
-(more in docs/results.md):
+Measured at commit 6c68bf4 on the example set of experiments.make_sequences (600
+train, 300 test sequences, 6 classes), 60 epochs = 960 steps, 2-core CPU, float32,
+test accuracy, training time (more in docs/results.md):
   cell=indrnn, .npz       98.33%   11.8 s
   cell=indrnn, .ts pair   98.33%   11.7 s
   cell=lstm, .npz         99.33%   36.3 s
