@@ -12,22 +12,12 @@ import sys
 
 from absl import app, flags
 
+from experiments import saved_run_flags
 from irnn_jax import evaluation, train
-from irnn_jax.checkpoints import CheckpointError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Workdir of a finished or running run.")
-flags.DEFINE_string("split", "test", "Evaluation split of the run's data set: test, valid.")
-flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "latest: the newest of "
-                  "checkpoints/; best: the one of checkpoints_best/ (config.train.select_metric).")
-flags.DEFINE_integer("max_examples", 0, "Only the first N examples of the split; 0 = all "
-                     "(the run's config.data.eval_examples for the generated adding problem).")
-flags.DEFINE_string("data_dir", "", "Replaces config.data.dir of the run (e.g. when the "
-                    "run's path was relative to another directory).")
 flags.DEFINE_string("output", "", "JSON file to write; default "
                     "DIR/evaluation_<checkpoint>_<split>.json.")
-
-USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError)
 
 
 def main(argv):
@@ -37,7 +27,7 @@ def main(argv):
   try:
     result = evaluation.evaluate_run(FLAGS.workdir, FLAGS.split, FLAGS.checkpoint,
                                      FLAGS.max_examples, FLAGS.data_dir)
-  except USER_ERRORS as e:
+  except saved_run_flags.USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   path = evaluation.write_evaluation(result, FLAGS.output)

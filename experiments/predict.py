@@ -18,21 +18,11 @@ import sys
 
 from absl import app, flags
 
+from experiments import saved_run_flags
 from irnn_jax import predictions, train
-from irnn_jax.checkpoints import CheckpointError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Workdir of a finished or running run.")
-flags.DEFINE_string("split", "test", "Evaluation split: test, or valid where the run has one.")
 flags.DEFINE_string("output", None, "CSV file to write.")
-flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "latest: the newest of "
-                  "checkpoints/; best: the one of checkpoints_best/ (config.train.select_metric).")
-flags.DEFINE_integer("max_examples", 0, "Only the first N examples of the split; 0 = all "
-                     "(the run's config.data.eval_examples for the generated adding problem).")
-flags.DEFINE_string("data_dir", "", "Replaces config.data.dir of the run (e.g. when the "
-                    "run's path was relative to another directory).")
-
-USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError)
 
 
 def main(argv):
@@ -43,7 +33,7 @@ def main(argv):
     result = predictions.write_predictions(FLAGS.workdir, FLAGS.split, FLAGS.output,
                                            FLAGS.max_examples, FLAGS.data_dir,
                                            FLAGS.checkpoint)
-  except USER_ERRORS as e:
+  except saved_run_flags.USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   name = "mse" if "mse" in result else "accuracy"
