@@ -110,7 +110,7 @@ def base_config() -> ml_collections.ConfigDict:
   m.norm = "none"  # none | sequence (stats over time and batch) | per_step
   m.norm_position = "post"  # pre: on W x, before the activation; post: on h.
   m.dropout = 0.0  # One mask per sequence, shared over time.
-  m.pooling = "last"  # One output per sequence: last (its last valid step) | mean (over its steps; for bidirectional)
+  m.pooling = "last"  # One output per sequence: last (its last valid step) | mean (over its valid steps)
   m.input_init = "normal"  # Input kernels: normal (N(0, input_std)) | glorot
   m.input_std = 0.001
   m.embed_size = 0  # Language models: 0 -> hidden_size.

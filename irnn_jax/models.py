@@ -2,6 +2,7 @@
 and the ReNet image classifier (spatial.py); `build_model` picks one by
 config.model.arch."""
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -112,11 +113,19 @@ class RecurrentStack(nn.Module):
                          for i, cell in enumerate(self.cells)}}
 
 
-def last_steps(h, lengths=None):
-  """h[T, B, F] at each row's last valid step: h[lengths[b] - 1, b] -> [B, F]."""
-  if lengths is None:
-    return h[-1]
-  return jnp.take_along_axis(h, (lengths - 1)[None, :, None], axis=0)[0]
+def last_steps(h, lengths=None, backward_width: int = 0):
+  """h[T, B, F] at each row's last valid step: h[lengths[b] - 1, b] -> [B, F].
+
+  backward_width W > 0: the features of a bidirectional stack, in blocks of
+  [forward W | backward W]; the backward halves come from step 0, where that
+  direction has read the whole sequence."""
+  last = h[-1] if lengths is None else jnp.take_along_axis(
+      h, (lengths - 1)[None, :, None], axis=0)[0]
+  if not backward_width:
+    return last
+  blocks = (last.shape[0], last.shape[-1] // (2 * backward_width), 2, backward_width)
+  both = jnp.stack([last.reshape(blocks)[:, :, 0], h[0].reshape(blocks)[:, :, 1]], axis=2)
+  return both.reshape(last.shape)
 
 
 def mean_over_steps(h, lengths=None):
@@ -130,8 +139,9 @@ class SequenceModel(nn.Module):
   """inputs[B, T, D] (or int tokens [B, T] with `vocab_size`) -> outputs.
 
   readout "last": outputs[B, num_outputs], one per sequence, from its last
-                  valid step (`pooling` "last") or the mean over its valid
-                  steps ("mean");
+                  valid step (`pooling` "last"; a bidirectional stack's
+                  backward features from its first, where that direction
+                  ends) or the mean over its valid steps ("mean");
   readout "all":  outputs[B, T, num_outputs] from every step.
   `seq_lengths[B]` gives each sequence's length in a padded batch. The stack
   is time-major and returns its carry (`build_model` makes it so).
@@ -161,13 +171,26 @@ class SequenceModel(nn.Module):
                       defer_norm=True)
     pending = isinstance(h, PendingNorm)
     if self.readout == "last":  # Normalise only what the readout reads (an affine map).
-      pool = last_steps if self.pooling == "last" else mean_over_steps
+      pool = mean_over_steps
+      if self.pooling == "last":
+        pool = functools.partial(last_steps, backward_width=self._backward_width())
       h = h._replace(values=pool(h.values, seq_lengths)) if pending else pool(h, seq_lengths)
     if pending:
       h = h.materialize()
     if self.readout != "last":
       h = jnp.swapaxes(recurrences.zero_padding(h, seq_lengths), 0, 1)
     return nn.Dense(self.num_outputs, name="head")(h), finals
+
+  @nn.nowrap
+  def _backward_width(self) -> int:
+    """0, or for a bidirectional stack its cells' one width H."""
+    if not self.stack.bidirectional:
+      return 0
+    widths = {cell.features for cell in self.stack.cells}
+    if len(widths) > 1:
+      raise ValueError(f"SequenceModel: pooling 'last' of a bidirectional stack needs cells of "
+                       f"one width, got {sorted(widths)}; use pooling 'mean'")
+    return widths.pop()
 
   @nn.nowrap
   def constrain(self, params: dict) -> dict:

@@ -261,6 +261,28 @@ def test_classifier_reads_each_sequence_at_its_own_end(pooling, norm):
     np.testing.assert_allclose(logits[b], np.asarray(alone[0]), rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("connection", ["plain", "dense"])
+def test_bidirectional_last_pooling_reads_each_direction_where_it_ends(connection):
+  """Forward features at each sequence's last valid step, backward ones at
+  step 0 (for dense stacks, in every [forward | backward] block)."""
+  x, lengths = _padded()
+  stack = RecurrentStack((_cell("indrnn"),) * 3, connection=connection, block_size=1,
+                         bidirectional=True, return_carry=True, time_major=True)
+  model = SequenceModel(stack, num_outputs=3, readout="last", pooling="last")
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  logits = model.apply(variables, x, seq_lengths=lengths, train=False)[0]
+  h = np.asarray(stack.apply({"params": variables["params"]["stack"]}, x.swapaxes(0, 1),
+                             seq_lengths=lengths)[1])  # [T, B, F]
+  blocks = h.shape[-1] // 10  # Blocks of [forward 5 | backward 5].
+  features = np.stack([np.concatenate([np.concatenate([h[n - 1, b, 10 * k:10 * k + 5],
+                                                       h[0, b, 10 * k + 5:10 * k + 10]])
+                                       for k in range(blocks)])
+                       for b, n in enumerate(LENGTHS)])
+  head = variables["params"]["head"]
+  np.testing.assert_allclose(logits, features @ head["kernel"] + head["bias"], rtol=1e-5,
+                             atol=1e-6)
+
+
 def test_per_step_losses_ignore_padding():
   """A per-step readout's loss counts only valid steps (language models)."""
   rng = np.random.default_rng(0)
