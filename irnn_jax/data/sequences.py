@@ -82,10 +82,14 @@ class SequenceData:
     self._order_epoch, self._order = None, None
 
   def _standardized(self, seqs: Sequences) -> Sequences:
-    valid = np.arange(seqs.x.shape[1])[None, :, None] < seqs.lengths[:, None, None]
-    x = np.where(valid, (seqs.x - self.mean) / self.std, 0.0).astype(np.float32)
     dtype = np.int32 if self.task == "classification" else np.float32
-    return Sequences(x, seqs.lengths, seqs.labels.astype(dtype), seqs.where)
+    return Sequences(self._standardize(seqs), seqs.lengths, seqs.labels.astype(dtype),
+                     seqs.where)
+
+  def _standardize(self, seqs: Sequences) -> np.ndarray:
+    """Checked sequences' x, standardised, zero past each length (float32)."""
+    valid = np.arange(seqs.x.shape[1])[None, :, None] < seqs.lengths[:, None, None]
+    return np.where(valid, (seqs.x - self.mean) / self.std, 0.0).astype(np.float32)
 
   def prepare_inputs(self, x, lengths=None) -> np.ndarray:
     """Raw x[B, T, C] (or [B, T]) as the files hold them -> the model's inputs:
@@ -97,10 +101,8 @@ class SequenceData:
     if x.ndim != 3 or x.shape[2] != self.input_dim:
       raise ValueError(f"inputs of shape {x.shape}: expected [B, T, {self.input_dim}] "
                        f"(or [B, T] for one channel)")
-    seqs = sequence_files.check_sequences(
-        x, np.zeros(len(x)), lengths, ("inputs", "labels", "seq_lengths"), self.fill_missing)
-    valid = np.arange(x.shape[1])[None, :, None] < seqs.lengths[:, None, None]
-    return np.where(valid, (seqs.x - self.mean) / self.std, 0.0).astype(np.float32)
+    return self._standardize(sequence_files.check_sequences(
+        x, np.zeros(len(x)), lengths, ("inputs", "labels", "seq_lengths"), self.fill_missing))
 
   def save(self, workdir: str):
     """Write workdir/sequence_data.json unless it is there."""
