@@ -370,7 +370,7 @@ def _check(name: str, value, target: float, above: bool, unit: str = "") -> dict
 
 
 def check_targets(rows: list[dict]) -> list[dict]:
-  """The issue's targets, read from the labelled rows."""
+  """The speed targets, read from the labelled rows."""
   by_label = {r["label"]: r for r in rows if r["label"] and r["impl"] == "irnn_jax"}
   plain = next((r for r in rows if r["label"] == "indrnn_6x128_plain"), None)
   checks = []
