@@ -79,7 +79,12 @@ def base_config() -> ml_collections.ConfigDict:
   d.patch_size = 7  # mnist patches: pixels per step, a divisor of 784.
   d.pad_to = 0  # Images: zero-pad to pad_to x pad_to; 0 = as they are.
   d.permutation_seed = 0  # mnist permuted: the fixed pixel order.
-  d.normalize = "unit"  # unit [0, 1] | symmetric [-1, 1] | standardize (per pixel or channel)
+  # unit [0, 1] | symmetric [-1, 1] | inverted (1 - 2 x / 255: 255 -> -1, 0 -> 1)
+  # | standardize (per pixel or channel)
+  d.normalize = "unit"
+  d.min_std = 0.1  # standardize (mnist): a pixel's std, in units of [0, 1], is at least this.
+  d.train_examples = 0  # mnist: only the first N images of the training file; 0 = all.
+  d.pixel_tokens = False  # mnist pixels / permuted: each pixel value a token id (an embedding of 256).
   d.validation_size = 5000  # Held out of the training set as "valid"; 0 = none.
   d.validation_split = "last"  # last | random (fixed by config.seed)
   # ptb.
@@ -134,6 +139,7 @@ def base_config() -> ml_collections.ConfigDict:
   o.b2 = 0.999
   o.eps = 1e-8
   o.rmsprop_decay = 0.9
+  o.rmsprop_eps_in_sqrt = True  # True: g / sqrt(v + eps) (optax); False: g / (sqrt(v) + eps).
   o.weight_decay = 0.0  # L2 on kernels only: never on u, biases or norms.
   o.clip_global_norm = 0.0  # 0 = off.
   o.clip_value = 0.0  # Elementwise clipping; 0 = off.

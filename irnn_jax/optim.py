@@ -28,6 +28,7 @@ def _core(opt: ml_collections.ConfigDict, learning_rate):
     return optax.adam(learning_rate, b1=opt.b1, b2=opt.b2, eps=opt.eps)
   if opt.name == "rmsprop":
     return optax.rmsprop(learning_rate, decay=opt.rmsprop_decay, eps=opt.eps,
+                         eps_in_sqrt=opt.rmsprop_eps_in_sqrt,
                          momentum=opt.momentum or None, nesterov=opt.nesterov)
   raise ValueError(f"config.optimizer.name: unknown optimizer {opt.name!r}")
 

@@ -58,6 +58,15 @@ def _cell(kind, **fields):
   return cells.get(kind)(**{"features": 6, "input_std": 0.5, **own.get(kind, {}), **fields})
 
 
+@pytest.mark.parametrize("kind", [k for k in CELL_KINDS
+                                  if "recurrent_init" in cells.get(k).option_names()])
+def test_identity_recurrent_init_is_one_identity_per_gate_block(kind):
+  cell = _cell(kind, recurrent_init="identity")
+  params = cell.init(jax.random.PRNGKey(0), jnp.zeros((3, 2, 4)), method="over_sequence")["params"]
+  gates = cells.get(kind).gates
+  np.testing.assert_array_equal(params["recurrent_kernel"], np.tile(np.eye(6), (1, gates)))
+
+
 @pytest.mark.parametrize("kind", CELL_KINDS)
 @pytest.mark.parametrize("unroll", [1, 3])
 def test_scan_matches_python_loop(kind, unroll):

@@ -180,6 +180,36 @@ def test_unit_and_symmetric(mnist_dir):
   np.testing.assert_allclose(sym, raw / 127.5 - 1.0, atol=1e-6)
 
 
+def test_inverted_maps_white_to_minus_one(mnist_dir):
+  raw = fake_images(N_TEST, 1000)[:5].reshape(5, 784).astype(np.float64)
+  _, inverted = normalised_test_pixels(mnist_dir, "inverted")
+  # Pixels 232, 3, 255: (255 - x) * 2 / 255 - 1.
+  np.testing.assert_allclose(inverted[0, :3], [-0.8196078, 0.9764706, -1.0], rtol=1e-5)
+  np.testing.assert_allclose(inverted, (255 - raw) * 2 / 255 - 1, atol=1e-6)
+
+
+def test_train_examples_keeps_the_first_training_images(mnist_dir):
+  ds = build_dataset(data_cfg(mnist_dir, train_examples=30, validation_size=4,
+                              normalize="unit"), 0, "")
+  assert ds.num_train == 26
+  seen = set()
+  for step in range(ds.steps_per_epoch):
+    seen.update(ids_of(ds.train_batch(step)["inputs"]).tolist())
+  valid = np.concatenate([ids_of(b["inputs"])[b["mask"] > 0] for b in ds.eval_batches("valid")])
+  assert seen <= set(range(26)) and sorted(valid) == [26, 27, 28, 29]
+
+
+@pytest.mark.parametrize("view", ["pixels", "permuted"])
+def test_pixel_tokens_are_the_raw_values_in_view_order(mnist_dir, tmp_path, view):
+  ds = build_dataset(data_cfg(mnist_dir, view, pixel_tokens=True), 0, str(tmp_path))
+  tokens = next(ds.eval_batches("test"))["inputs"]
+  raw = fake_images(N_TEST, 1000)[:5].reshape(5, 784).astype(np.int32)
+  order = ds.permutation if view == "permuted" else np.arange(784)
+  assert tokens.dtype == np.int32 and tokens.shape == (5, 784)
+  np.testing.assert_array_equal(tokens, raw[:, order])
+  assert ds.vocab_size == 256 and ds.seq_len == 784
+
+
 def test_standardize_uses_the_training_part_only(tmp_path):
   train = np.zeros((8, 28, 28), np.uint8)
   train[:3, 0, 0] = 255  # Pixel 0: 255 in 3 of the 6 training examples.
@@ -200,6 +230,8 @@ def test_standardize_uses_the_training_part_only(tmp_path):
   np.testing.assert_allclose(x[0, :3], [1.0, 10.0, 0.5 / np.sqrt(0.7 / 6)], rtol=1e-5)
   np.testing.assert_allclose(x[1, :3], [-1.0, 0.0, -0.5 / np.sqrt(0.7 / 6)], rtol=1e-5)
   assert x[0, 3] == 0.0  # Always 0: mean 0, divided by MIN_STD.
+  c.min_std = 0.4  # Now pixel 2's std, sqrt(.7 / 6) = 0.34, is floored too.
+  np.testing.assert_allclose(build_dataset(c, 0, "").std[:3], [0.5, 0.4, 0.4], rtol=1e-6)
 
 
 # Splits and order.
@@ -317,6 +349,11 @@ def test_missing_data_names_both_ways(tmp_path):
     ({"validation_size": -1}, "config.data.validation_size"),
     ({"validation_size": N_TRAIN}, "config.data.validation_size"),
     ({"batch_size": N_TRAIN}, "config.data.batch_size"),
+    ({"train_examples": N_TRAIN + 1}, "config.data.train_examples"),
+    ({"train_examples": -1}, "config.data.train_examples"),
+    ({"train_examples": 10}, "config.data.validation_size"),
+    ({"min_std": 0.0}, "config.data.min_std"),
+    ({"pixel_tokens": True, "view": "rows"}, "config.data.pixel_tokens"),
 ])
 def test_bad_config_names_the_field(mnist_dir, overrides, field):
   c = data_cfg(mnist_dir)  # The pixel view.

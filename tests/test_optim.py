@@ -102,6 +102,20 @@ def test_elementwise_and_global_norm_clipping():
   np.testing.assert_allclose(updates["w"], -np.array([3.0, -0.5, 4.0]) / norm, rtol=1e-6)
 
 
+@pytest.mark.parametrize("eps_in_sqrt", [True, False])
+def test_rmsprop_puts_eps_where_asked(eps_in_sqrt):
+  """One RMSprop step from v = 0: v = (1 - decay) g^2, update -lr g / sqrt(v + eps)
+  or -lr g / (sqrt(v) + eps), by hand."""
+  g = np.array([1e-3, -2.0, 0.0])
+  tx = optim.make_optimizer(_opt_cfg(name="rmsprop", learning_rate=0.1, rmsprop_decay=0.99,
+                                     eps=1e-4, rmsprop_eps_in_sqrt=eps_in_sqrt))
+  params = {"w": jnp.zeros(3)}
+  updates, _ = tx.update({"w": jnp.asarray(g, jnp.float32)}, tx.init(params), params)
+  v = 0.01 * g * g
+  expected = -0.1 * g / (np.sqrt(v + 1e-4) if eps_in_sqrt else np.sqrt(v) + 1e-4)
+  np.testing.assert_allclose(updates["w"], expected, rtol=1e-5)
+
+
 def test_learning_rate_is_set_each_step():
   params = {"w": jnp.zeros(2)}
   tx = optim.make_optimizer(_opt_cfg())

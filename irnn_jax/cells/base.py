@@ -69,15 +69,17 @@ class InputProjection(nn.Module):
 
 
 INPUT_INITS = ("normal", "glorot")
-RECURRENT_INITS = ("orthogonal", "normal")
+RECURRENT_INITS = ("orthogonal", "normal", "identity")
 
 
 def recurrent_blocks_init(init: str, std: float, gates: int):
-  """[H, G*H] recurrent kernel, each [H, H] gate block orthogonal or N(0, std)."""
+  """[H, G*H] recurrent kernel, each [H, H] gate block orthogonal, N(0, std) or I."""
   if init == "orthogonal":
     block = jax.nn.initializers.orthogonal()
   elif init == "normal":
     block = jax.nn.initializers.normal(std)
+  elif init == "identity":
+    block = inits.scaled_identity(1.0)
   else:
     raise ValueError(f"unknown recurrent_init {init!r}; choose from {RECURRENT_INITS}")
   return inits.stacked(block, gates)

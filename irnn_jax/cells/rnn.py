@@ -33,8 +33,8 @@ class DenseRecurrentCell(RecurrentCellBase):
 
 @register("rnn")
 class TanhRNNCell(DenseRecurrentCell):
-  """h_t = tanh(W x_t + b + h_{t-1} W_h), W_h orthogonal or N(0, recurrent_std)."""
-  recurrent_init: str = "orthogonal"  # orthogonal | normal
+  """h_t = tanh(W x_t + b + h_{t-1} W_h), W_h orthogonal, N(0, recurrent_std) or I."""
+  recurrent_init: str = "orthogonal"  # orthogonal | normal | identity
   recurrent_std: float = 0.01  # recurrent_init="normal".
 
   choices = {"activation": tuple(recurrences.ACTIVATIONS), "recurrent_init": RECURRENT_INITS}

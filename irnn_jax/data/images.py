@@ -11,9 +11,10 @@ import numpy as np
 
 from irnn_jax.data import batches
 
-NORMALIZATIONS = ("unit", "symmetric", "standardize")
+NORMALIZATIONS = ("unit", "symmetric", "inverted", "standardize")
 VALIDATION_SPLITS = ("last", "random")
-# standardize: channels whose training std is below this are divided by it.
+# standardize: channels whose training std is below this are divided by it
+# (the default of config.data.min_std).
 MIN_STD = 0.1
 _VALIDATION_SALT = 0x76616C69  # Keeps the validation draw apart from epoch orders.
 
@@ -41,16 +42,20 @@ def pad_images(x: np.ndarray, size: int) -> np.ndarray:
                     (0, 0)))
 
 
-def channel_stats(images: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+def channel_stats(images: np.ndarray, how: str,
+                  min_std: float = MIN_STD) -> tuple[np.ndarray, np.ndarray]:
   """(mean, std), float32 [C], so that inputs = (pixels / 255 - mean) / std.
 
-  `images` uint8 [N, H, W, C] is the training part only.
+  `images` uint8 [N, H, W, C] is the training part only; standardize floors
+  the std at `min_std`.
   """
   channels = images.shape[-1]
   if how == "unit":
     return np.zeros(channels, np.float32), np.ones(channels, np.float32)
   if how == "symmetric":
     return np.full(channels, 0.5, np.float32), np.full(channels, 0.5, np.float32)
+  if how == "inverted":  # 1 - 2 x / 255: white 255 -> -1, black 0 -> 1.
+    return np.full(channels, 0.5, np.float32), np.full(channels, -0.5, np.float32)
   if how != "standardize":
     raise ValueError(f"config.data.normalize: unknown value {how!r}; choose from "
                      f"{NORMALIZATIONS}")
@@ -62,7 +67,7 @@ def channel_stats(images: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]
     count += len(chunk)
   mean = total / max(count, 1)
   std = np.sqrt(np.maximum(squares / max(count, 1) - mean * mean, 0.0))
-  return mean.astype(np.float32), np.maximum(std, MIN_STD).astype(np.float32)
+  return mean.astype(np.float32), np.maximum(std, min_std).astype(np.float32)
 
 
 class LabelledImages:

@@ -11,8 +11,12 @@ Views (config.data.view) of an image, as inputs[T, D]:
   image:    not a sequence: images [28, 28, 1], zero-padded (after the
             normalisation) to [P, P, 1] with P = config.data.pad_to if set;
             T = 28 (rows), for the IndRNN u bound only.
+With config.data.pixel_tokens (pixels and permuted views) a step is the raw
+pixel value as a token id in 0..255, int32 [T], which the model embeds
+(vocab_size 256) instead of reading a normalised scalar.
 
-Splits: "train" is the training file less `validation_size` examples (its last
+Splits: "train" is the training file (its first config.data.train_examples
+images if set) less `validation_size` examples (its last
 ones, or random ones fixed by the seed), which form "valid"; "test" is the
 t10k file, for evaluation only (images.LabelledImages). Where the files come
 from: mnist_source.py.
@@ -32,6 +36,8 @@ from irnn_jax.data.mnist_source import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
 VIEWS = ("pixels", "permuted", "patches", "rows", "image")
 NORMALIZATIONS = images_lib.NORMALIZATIONS
 PERMUTATION_FILE = "permutation.npy"
+TOKEN_VIEWS = ("pixels", "permuted")  # Views that can serve pixel tokens.
+PIXEL_VALUES = 256
 MIN_STD = images_lib.MIN_STD
 
 
@@ -91,29 +97,34 @@ def save_permutation(workdir: str, perm: np.ndarray):
   os.replace(tmp, path)
 
 
-def pixel_stats(images: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+def pixel_stats(images: np.ndarray, how: str,
+                min_std: float = MIN_STD) -> tuple[np.ndarray, np.ndarray]:
   """(mean, std), float32 [784], so that inputs = (pixels / 255 - mean) / std.
 
   `images` uint8 [N, 784] is the training part only; each pixel is a channel.
   """
-  return images_lib.channel_stats(images, how)
+  return images_lib.channel_stats(images, how, min_std)
 
 
 class SequentialMnist(images_lib.LabelledImages):
   """MNIST images under a view; see the module docstring.
 
-  train_batch(step): {"inputs" float32 [B, T, D] (image: [B, P, P, 1]),
-  "targets" int32 [B]}; eval_batches(split): the same plus "mask" float32 [B].
+  train_batch(step): {"inputs" float32 [B, T, D] (image: [B, P, P, 1];
+  pixel_tokens: int32 [B, T]), "targets" int32 [B]}; eval_batches(split): the
+  same plus "mask" float32 [B].
   """
 
   def __init__(self, arrays: dict, *, view: str, patch_size: int, normalize: str,
-               pad_to: int = 0, permutation=None, **kwargs):
+               pad_to: int = 0, permutation=None, pixel_tokens: bool = False,
+               min_std: float = MIN_STD, **kwargs):
     super().__init__(arrays, num_classes=NUM_CLASSES, **kwargs)
     self.input_dim = view_shape(view, patch_size)[1]
     self.seq_len = num_steps(view, patch_size, pad_to)
     self.view, self.permutation, self.pad_to = view, permutation, pad_to
+    self.pixel_tokens = pixel_tokens
+    self.vocab_size = PIXEL_VALUES if pixel_tokens else 0
     self.mean, self.std = pixel_stats(self.images["train"][self.rows["train"][1]],
-                                      normalize)
+                                      normalize, min_std)
 
   def save(self, workdir: str):
     """Write what a resume needs: the pixel order of the permuted view."""
@@ -122,7 +133,10 @@ class SequentialMnist(images_lib.LabelledImages):
 
   def sequences(self, images: np.ndarray) -> np.ndarray:
     """uint8 [B, 784] -> float32 [B, T, D] (image: [B, P, P, 1]) under the
-    normalisation and view."""
+    normalisation and view; with pixel_tokens int32 [B, T], the raw values."""
+    if self.pixel_tokens:
+      x = images.astype(np.int32)
+      return x[:, self.permutation] if self.view == "permuted" else x
     x = (images.astype(np.float32) / 255.0 - self.mean) / self.std
     if self.view == "permuted":
       x = x[:, self.permutation]
@@ -144,10 +158,18 @@ def _check_config(data_cfg):
                        f"choose from {choices}")
   for field in ("batch_size", "eval_batch_size"):
     configlib.require_positive(data_cfg, field, "data")
-  for field in ("validation_size", "eval_examples"):
+  for field in ("validation_size", "eval_examples", "train_examples"):
     if not isinstance(data_cfg[field], int) or data_cfg[field] < 0:
       raise ValueError(f"config.data.{field} must be an integer >= 0, got "
                        f"{data_cfg[field]!r}")
+  if not data_cfg.min_std > 0:
+    raise ValueError(f"config.data.min_std must be positive, got {data_cfg.min_std!r}")
+  if not isinstance(data_cfg.pixel_tokens, bool):
+    raise ValueError(f"config.data.pixel_tokens must be True or False, got "
+                     f"{data_cfg.pixel_tokens!r}")
+  if data_cfg.pixel_tokens and data_cfg.view not in TOKEN_VIEWS:
+    raise ValueError(f"config.data.pixel_tokens needs one pixel per step: view "
+                     f"{data_cfg.view!r} is not one of {TOKEN_VIEWS}")
   if data_cfg.view == "patches":
     k = data_cfg.patch_size
     if not isinstance(k, int) or k <= 0 or NUM_PIXELS % k:
@@ -168,6 +190,12 @@ def build(data_cfg, seed: int, workdir: str) -> SequentialMnist:
   _check_config(data_cfg)
   arrays = mnist_source.load(data_cfg)
   n_train = len(arrays["train"][1])
+  if data_cfg.train_examples:
+    if data_cfg.train_examples > n_train:
+      raise ValueError(f"config.data.train_examples={data_cfg.train_examples} exceeds the "
+                       f"{n_train} images of the training file")
+    n_train = data_cfg.train_examples
+    arrays["train"] = tuple(a[:n_train] for a in arrays["train"])
   if data_cfg.validation_size >= n_train:
     raise ValueError(f"config.data.validation_size={data_cfg.validation_size} "
                      f"leaves no training examples of {n_train}")
@@ -183,7 +211,8 @@ def build(data_cfg, seed: int, workdir: str) -> SequentialMnist:
       validation_size=data_cfg.validation_size,
       validation_split=data_cfg.validation_split, batch_size=data_cfg.batch_size,
       eval_batch_size=data_cfg.eval_batch_size,
-      eval_examples=data_cfg.eval_examples, seed=seed, permutation=permutation)
+      eval_examples=data_cfg.eval_examples, seed=seed, permutation=permutation,
+      pixel_tokens=data_cfg.pixel_tokens, min_std=data_cfg.min_std)
   shape = dataset.inputs(arrays["test"][0][:1]).shape[1:]
   logging.info("MNIST %s view: inputs %s; %d train, %d valid, %d test examples; "
                "%d steps per epoch", data_cfg.view, "x".join(map(str, shape)),
