@@ -11,7 +11,9 @@ mean first). --at=best reads each run at the step where --select (default the
 metric's valid/ counterpart) was best: the "best" entry of metrics.json where
 it is for that metric, else the TensorBoard scalars. --per_run adds one row per
 run. --output draws the learning curves (one colour per row, one panel per
---panel_by value). The logic is in irnn_jax/reports.py.
+--panel_by value; --spread: each row's mean over its seeds over their range;
+--reference=CSV: another system's curve beside ours). The logic is in
+irnn_jax/reports.py and irnn_jax/curves.py.
 """
 
 import os
@@ -36,6 +38,10 @@ flags.DEFINE_string("output", "", "PNG path for the learning curves; empty: no p
 flags.DEFINE_string("panel_by", "", "Config field (e.g. data.seq_len) giving one panel per value.")
 flags.DEFINE_float("baseline", None, "Draw a horizontal reference line at this value.")
 flags.DEFINE_string("title", "", "Figure title.")
+flags.DEFINE_bool("spread", False, "Plot each row's mean over its runs over their min-max band.")
+flags.DEFINE_string("reference", "", "CSV file (header step,value) of another system's curve "
+                    "to draw beside ours.")
+flags.DEFINE_string("reference_label", "reference", "Legend label of --reference.")
 
 
 def main(argv):
@@ -50,8 +56,11 @@ def main(argv):
       print(reports.run_table(groups, FLAGS.metric, FLAGS.at, FLAGS.select) + "\n")
     print(reports.table(groups, [FLAGS.metric], FLAGS.at, FLAGS.select))
     if FLAGS.output:
+      reference = None
+      if FLAGS.reference:
+        reference = (*curves.read_reference(FLAGS.reference), FLAGS.reference_label)
       curves.plot(groups, FLAGS.output, FLAGS.metric, FLAGS.panel_by, FLAGS.baseline,
-                  FLAGS.title)
+                  FLAGS.title, spread=FLAGS.spread, reference=reference)
       print(f"wrote {FLAGS.output}")
   except reports.ReportError as e:
     sys.exit(f"experiments.report: {e}")

@@ -181,6 +181,31 @@ def test_curves_are_drawn_per_group(tmp_path):
     curves.plot(groups, output, "test/mse", panel_by="data.seqlen")
 
 
+def test_mean_and_range_are_over_the_steps_every_run_has():
+  a = [(0, 1.0, 0.5), (10, 2.0, 0.7), (20, 3.0, 0.9)]
+  b = [(0, 1.0, 0.3), (10, 2.0, 0.9)]
+  steps, mean, low, high = curves.mean_and_range([a, b])
+  np.testing.assert_array_equal(steps, [0, 10])
+  np.testing.assert_allclose(mean, [0.4, 0.8])
+  np.testing.assert_allclose(low, [0.3, 0.7])
+  np.testing.assert_allclose(high, [0.5, 0.9])
+
+
+def test_spread_plot_with_a_reference_curve(tmp_path):
+  runs = load(*(fake_run(tmp_path / f"s{seed}", seed, scalars=SCALARS) for seed in (0, 1)))
+  groups = reports.group_runs(runs, ["test/mse"], at="final")
+  path = tmp_path / "theirs.csv"
+  path.write_text("step,value\n0,0.5\n10,0.25\n")
+  steps, values = curves.read_reference(str(path))
+  assert (steps, values) == ([0.0, 10.0], [0.5, 0.25])
+  output = str(tmp_path / "curves.png")
+  curves.plot(groups, output, "test/mse", spread=True, reference=(steps, values, "theirs"))
+  assert os.path.getsize(output) > 0
+  path.write_text("epoch,accuracy\n1,0.5\n")
+  with pytest.raises(reports.ReportError, match="theirs.csv: expected a CSV file with the header"):
+    curves.read_reference(str(path))
+
+
 @pytest.fixture
 def report_flags():
   """experiments.report's flags parsed from a list, reset afterwards."""
