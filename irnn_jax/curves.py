@@ -24,8 +24,9 @@ def read_reference(path: str) -> tuple[list[float], list[float]]:
 
 def mean_and_range(curves: list[list]) -> tuple[np.ndarray, ...]:
   """(steps, mean, min, max) over the runs' curves at the steps they all have."""
-  steps = sorted(set.intersection(*({p[0] for p in c} for c in curves)))
-  values = np.array([[dict((p[0], p[2]) for p in c)[s] for s in steps] for c in curves])
+  by_step = [{p[0]: p[2] for p in c} for c in curves]
+  steps = sorted(set.intersection(*(set(d) for d in by_step)))
+  values = np.array([[d[s] for s in steps] for d in by_step])
   return np.array(steps), values.mean(0), values.min(0), values.max(0)
 
 
