@@ -94,7 +94,7 @@ def test_mgu_is_registered_with_its_options(mgu):
   options = configlib.base_config().model.cells.mgu
   assert options.to_dict() == {"recurrent_init": "orthogonal", "recurrent_std": 0.01}
   config = configlib.base_config()
-  config.model.cells.mgu.recurrent_init = "identity"
+  config.model.cells.mgu.recurrent_init = "eye"
   with pytest.raises(ValueError, match=r"config\.model\.cells\.mgu\.recurrent_init"):
     configlib.validate(config)
 
