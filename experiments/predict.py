@@ -1,13 +1,16 @@
 """Write a run's predictions on one split to CSV, for every task.
 
   python -m experiments.predict --workdir=runs/renet_mnist --split=test \
-      --output=runs/renet_mnist/test_predictions.csv [--checkpoint=best]
+      --output=runs/renet_mnist/test_predictions.csv [--checkpoint=best] \
+      [--format=inference_target]
 
 One row per example of the split (irnn_jax/predictions.py has the columns):
 classifiers write the label, the predicted class (with their names where the
 data set has class names) and the class probabilities; regression the target
 and the prediction (K columns each for K targets); language models one row per
-token: the next token, the argmax and its probability. The data set and model
+token: the next token, the argmax and its probability. --format=inference_target
+writes neon's file instead: the header `inference, target`, then the predicted
+class (or prediction) and the label (or target) of each example. The data set and model
 are rebuilt from workdir/config.json. Prints the accuracy or the mse
 recomputed from the file, next to the run's metrics.json value.
 """
@@ -22,7 +25,9 @@ from experiments import saved_run_flags
 from irnn_jax import predictions, train
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output", None, "CSV file to write.")
+flags.DEFINE_string("output", None, "File to write.")
+flags.DEFINE_enum("format", "table", list(predictions.FORMATS), "table: the CSV of "
+                  "irnn_jax/predictions.py; inference_target: neon's two-column file.")
 
 
 def main(argv):
@@ -32,7 +37,7 @@ def main(argv):
   try:
     result = predictions.write_predictions(FLAGS.workdir, FLAGS.split, FLAGS.output,
                                            FLAGS.max_examples, FLAGS.data_dir,
-                                           FLAGS.checkpoint)
+                                           FLAGS.checkpoint, FLAGS.format)
   except saved_run_flags.USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -60,8 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   d = c.data = ml_collections.ConfigDict()
-  d.name = "adding"  # adding | arrays | mnist | ptb | tfds_image | ts (irnn_jax.data.BUILDERS)
-  d.dir = ""  # mnist, ptb: the data files; a relative path is from the current directory.
+  d.name = "adding"  # adding | arrays | hdf5 | mnist | ptb | tfds_image | ts (irnn_jax.data.BUILDERS)
+  d.dir = ""  # mnist, ptb, hdf5: the data files; a relative path is from the current directory.
   # Time steps per sequence: the adding problem's T, a language model's window.
   # mnist and images fix their own (from view, patch_size, pad_to): 0 takes it,
   # another value must equal it.
@@ -85,6 +85,11 @@ def base_config() -> ml_collections.ConfigDict:
   d.min_std = 0.1  # standardize (mnist): a pixel's std, in units of [0, 1], is at least this.
   d.train_examples = 0  # mnist: only the first N images of the training file; 0 = all.
   d.pixel_tokens = False  # mnist pixels / permuted: each pixel value a token id (an embedding of 256).
+  # hdf5: neon-layout files in dir (irnn_jax/data/hdf5_images.py).
+  d.train_file = "train.h5"
+  d.test_file = "test.h5"
+  d.subtract_mean = True  # Subtract the file's "mean" dataset where it has one.
+  d.input_scale = 1.0  # Inputs are (input - mean) * input_scale.
   d.validation_size = 5000  # Held out of the training set as "valid"; 0 = none.
   d.validation_split = "last"  # last | random (fixed by config.seed)
   # ptb.
@@ -127,8 +132,18 @@ def base_config() -> ml_collections.ConfigDict:
   # arch = "renet" (spatial.py): the conv stem and the spatial RNN blocks.
   m.conv_channels = (32, 64)  # Stem: a conv, batch norm, relu and pool each.
   m.conv_kernel = 3
-  m.pool = 2  # Max-pool window and stride after each stem conv; 1 = none.
+  m.conv_dilation = 1  # Padding is "same": dilation 2 pads 3x3 convs by 2.
+  m.conv_order = "norm_relu"  # norm_relu (conv without bias) | relu_norm (conv with bias)
+  m.conv_init = "lecun"  # lecun (flax's default) | kaiming (N(0, 2 / fan_in))
+  m.input_norm = False  # Batch norm on the images before the stem.
+  m.pool = 2  # Max-pool stride after each stem conv; 1 = none.
+  m.pool_window = 0  # Max-pool window; 0 = the stride.
+  m.pool_padding = 0  # Max-pool padding on each side.
+  m.pool_last_conv = True  # False: no pool after the last stem conv.
+  m.classifier_padding = 0  # Zero-padding around the map before the 1x1 class conv.
+  m.classifier_activation = "none"  # none | relu, after the 1x1 class conv.
   m.patch_sizes = (1, 1)  # One spatial block each: int or [ph, pw]; len = num_layers.
+  m.block_hidden_sizes = ()  # Units per direction of each spatial block; () = hidden_size for all.
 
   o = c.optimizer = ml_collections.ConfigDict()
   o.name = "adam"  # sgd | adam | rmsprop

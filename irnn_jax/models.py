@@ -244,10 +244,34 @@ def build_renet(model_cfg: ml_collections.ConfigDict, *, seq_len: int,
   channels = tuple(m.conv_channels)
   if not all(isinstance(c, int) and c > 0 for c in channels):
     raise ValueError(f"config.model.conv_channels must be positive ints, got {channels}")
+  for field, choices in (("conv_order", spatial.CONV_ORDERS), ("conv_init", spatial.CONV_INITS),
+                         ("classifier_activation", spatial.CLASSIFIER_ACTIVATIONS)):
+    if m[field] not in choices:
+      raise ValueError(f"config.model.{field}: unknown value {m[field]!r}; choose from "
+                       f"{choices}")
+  for field, low in (("conv_kernel", 1), ("conv_dilation", 1), ("pool", 1),
+                     ("pool_window", 0), ("pool_padding", 0), ("classifier_padding", 0)):
+    if not isinstance(m[field], int) or m[field] < low:
+      raise ValueError(f"config.model.{field} must be an integer >= {low}, got {m[field]!r}")
+  if m.pool_padding and 2 * m.pool_padding > (m.pool_window or m.pool):
+    raise ValueError(f"config.model.pool_padding={m.pool_padding} is more than half the "
+                     f"pool window {m.pool_window or m.pool}")
+  block_cells = layer_cells(m, seq_len, len(patches))
+  sizes = tuple(m.block_hidden_sizes)
+  if sizes:
+    if len(sizes) != len(patches) or not all(isinstance(h, int) and h > 0 for h in sizes):
+      raise ValueError(f"config.model.block_hidden_sizes={sizes}: one positive int per "
+                       f"spatial block ({len(patches)}), or () for hidden_size in all")
+    block_cells = tuple(cell.clone(features=h) for cell, h in zip(block_cells, sizes))
   return spatial.ReNetClassifier(
-      cells=layer_cells(m, seq_len, len(patches)), patches=patches,
+      cells=block_cells, patches=patches,
       num_classes=num_outputs, conv_channels=channels, conv_kernel=m.conv_kernel,
-      pool=m.pool, norm=m.norm, norm_position=m.norm_position, dropout=m.dropout)
+      conv_dilation=m.conv_dilation, conv_order=m.conv_order, conv_init=m.conv_init,
+      input_norm=m.input_norm, pool=m.pool, pool_window=m.pool_window,
+      pool_padding=m.pool_padding, pool_last_conv=m.pool_last_conv,
+      classifier_padding=m.classifier_padding,
+      classifier_activation=m.classifier_activation, norm=m.norm,
+      norm_position=m.norm_position, dropout=m.dropout)
 
 
 def build_model(model_cfg: ml_collections.ConfigDict, *, seq_len: int,

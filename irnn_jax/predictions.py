@@ -12,8 +12,11 @@ best) checkpoint and writes one row per example of the split (padding never):
       label (the next token), predicted (the argmax), [label_name,
       predicted_name,] p_label (its probability). The recurrent states run on
       from window to window, as in evaluation.
+With fmt="inference_target" (classification and regression) the file is
+neon's instead: a header line `inference, target`, then one line per example,
+the predicted class (or the prediction) and the label (or the target).
 `file_accuracy(path)` (classification, language model) and `file_mse(path)`
-(regression) recompute the metric from such a file.
+(regression) recompute the metric from either kind of file.
 """
 
 import csv
@@ -118,6 +121,34 @@ def _token_rows(loaded, split, names, writer) -> tuple[int, dict]:
 
 ROWS = {"classification": _class_rows, "regression": _regression_rows,
         "language_model": _token_rows}
+FORMATS = ("table", "inference_target")
+
+
+def _inference_target_lines(loaded, split, f) -> tuple[int, dict]:
+  """neon's `inference, target` file of a classifier or a one-target regression."""
+  task = loaded.spec.task
+  f.write("inference, target\n")
+  examples, total = 0, 0.0
+  for batch, outputs in model_outputs(loaded, split):
+    targets = np.asarray(batch["targets"])
+    if task == "classification":
+      guesses = outputs.argmax(-1)
+    else:
+      guesses = outputs.reshape(len(targets), -1)
+      if guesses.shape[1] != 1 or targets.reshape(len(targets), -1).shape[1] != 1:
+        raise ValueError("the inference_target format holds one target per example; "
+                         "this run has more (use the table format)")
+      guesses, targets = guesses[:, 0], targets.reshape(-1).astype(np.float32)
+    for i in np.flatnonzero(batch["mask"] > 0):
+      if task == "classification":
+        f.write(f"{int(guesses[i])}, {int(targets[i])}\n")
+        total += int(guesses[i]) == int(targets[i])
+      else:
+        f.write(f"{guesses[i]:.6g}, {targets[i]:.6g}\n")
+        total += float(guesses[i] - targets[i]) ** 2
+      examples += 1
+  name = "accuracy" if task == "classification" else "mse"
+  return examples, {name: total / max(examples, 1)}
 
 
 def _names(dataset, task: str):
@@ -129,38 +160,56 @@ def _names(dataset, task: str):
 
 
 def write_predictions(workdir: str, split: str, path: str, max_examples: int = 0,
-                      data_dir: str = "", checkpoint: str = "latest") -> dict:
-  """Write the CSV of `split`; returns {"step", "examples" (tokens for a
-  language model), and "accuracy" or, for regression, "mse"}.
+                      data_dir: str = "", checkpoint: str = "latest",
+                      fmt: str = "table") -> dict:
+  """Write the predictions of `split`; returns {"step", "examples" (tokens for
+  a language model), and "accuracy" or, for regression, "mse"}.
 
   max_examples > 0 keeps the first ones of the split (0: all of it; see
   `evaluation.load`); data_dir, if set, replaces config.data.dir (the run's
-  may be relative to another cwd); checkpoint: latest | best.
+  may be relative to another cwd); checkpoint: latest | best; fmt: table (the
+  CSV) | inference_target (neon's file).
   """
+  if fmt not in FORMATS:
+    raise ValueError(f"unknown predictions format {fmt!r}; choose from {FORMATS}")
   loaded = evaluation.load(workdir, checkpoint, max_examples, data_dir)
   evaluation.check_split(loaded, split)
   task = loaded.spec.task
   if task not in ROWS:
     raise ValueError(f"{workdir} trained a {task!r} task; predictions are written for "
                      f"{tuple(ROWS)}")
+  if fmt == "inference_target" and task == "language_model":
+    raise ValueError("the inference_target format is for classifiers and regression; "
+                     f"{workdir} trained a language model (use the table format)")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp"
   with open(tmp, "w", newline="") as f:
-    examples, summary = ROWS[task](loaded, split, _names(loaded.dataset, task), csv.writer(f))
+    if fmt == "inference_target":
+      examples, summary = _inference_target_lines(loaded, split, f)
+    else:
+      examples, summary = ROWS[task](loaded, split, _names(loaded.dataset, task),
+                                     csv.writer(f))
   os.replace(tmp, path)
   return {"step": int(loaded.state.step), "examples": examples, **summary}
 
 
 def _rows(path: str) -> list[dict]:
+  """The rows of either format, an inference_target file's renamed to the
+  table's (inference -> predicted or prediction, target -> label or target)."""
   with open(path, newline="") as f:
-    rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(f, skipinitialspace=True))
   if not rows:
     raise ValueError(f"{path} has no predictions")
+  if set(rows[0]) == {"inference", "target"}:
+    classes = all(r["inference"].lstrip("-").isdigit() and r["target"].lstrip("-").isdigit()
+                  for r in rows)
+    guess, truth = ("predicted", "label") if classes else ("prediction", "target")
+    rows = [{guess: r["inference"], truth: r["target"]} for r in rows]
   return rows
 
 
 def file_accuracy(path: str) -> float:
-  """Fraction of rows of a predictions CSV whose predicted class is the label."""
+  """Fraction of rows of a predictions file whose predicted class is the label."""
   rows = _rows(path)
   if "label" not in rows[0]:
     raise ValueError(f"{path} holds no labels (a regression run's file? see file_mse)")

@@ -83,23 +83,59 @@ class SpatialRNN(nn.Module):
     return sequences_to_rows(h, batch)
 
 
+def max_pool(x, stride: int, window: int = 0, padding: int = 0):
+  """x[B, H, W, C] -> max over window x window (0: stride) patches taken every
+  `stride` pixels, after `padding` pixels of -inf on each side."""
+  window = window or stride
+  return nn.max_pool(x, (window, window), strides=(stride, stride),
+                     padding=((padding, padding), (padding, padding)))
+
+
+CONV_ORDERS = ("norm_relu", "relu_norm")
+CONV_INITS = ("lecun", "kaiming")
+CLASSIFIER_ACTIVATIONS = ("none", "relu")
+
+
 class ReNetClassifier(nn.Module):
   """images[B, H, W, C] -> (logits[B, num_classes], ()).
 
-  Stem: per entry of `conv_channels`, a k x k conv (no bias), batch norm, relu
-  and a `pool` x `pool` max-pool. Then one SpatialRNN per entry of `cells`
-  (with the patch of `patches`), each followed by dropout and batch norm; a
-  1x1 conv to the classes and a global average pool.
+  Stem (after a batch norm of the images with `input_norm`): per entry of
+  `conv_channels`, a k x k conv with dilation `conv_dilation` and "same"
+  padding, then batch norm and relu (`conv_order` "norm_relu", no conv bias)
+  or relu and batch norm ("relu_norm", a zero-initialised bias), then a max-pool
+  of stride `pool` over a `pool_window` window (0: the stride) with
+  `pool_padding` on each side; `pool_last_conv=False` leaves the last conv
+  unpooled. Then one SpatialRNN per entry of `cells` (with the patch of
+  `patches`), each followed by dropout and batch norm; a 1x1 conv to the
+  classes (zero-padded by `classifier_padding`, then `classifier_activation`)
+  and a global average pool.
   """
   cells: Sequence[RecurrentCellBase]
   patches: Sequence[tuple[int, int]]
   num_classes: int
   conv_channels: Sequence[int] = (32,)
   conv_kernel: int = 3
+  conv_dilation: int = 1
+  conv_order: str = "norm_relu"
+  conv_init: str = "lecun"  # lecun: N(0, 1/fan_in) truncated (flax) | kaiming: N(0, 2/fan_in)
+  input_norm: bool = False
   pool: int = 2
+  pool_window: int = 0
+  pool_padding: int = 0
+  pool_last_conv: bool = True
+  classifier_padding: int = 0
+  classifier_activation: str = "none"
   norm: str = "none"
   norm_position: str = "post"
   dropout: float = 0.0
+
+  def _conv_init(self):
+    if self.conv_init == "kaiming":
+      return nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+    if self.conv_init == "lecun":
+      return nn.initializers.lecun_normal()
+    raise ValueError(f"config.model.conv_init: unknown value {self.conv_init!r}; "
+                     f"choose from {CONV_INITS}")
 
   @nn.compact
   def __call__(self, images, states=None, *, seq_lengths=None, train: bool):
@@ -109,20 +145,31 @@ class ReNetClassifier(nn.Module):
     axis = parallel.DATA_AXIS if parallel.mapped_over_data() else None
     bn = lambda name: nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
                                    axis_name=axis, name=name)
-    x = images
+    x = bn("input_norm")(images) if self.input_norm else images
     for i, channels in enumerate(self.conv_channels):
-      x = nn.Conv(channels, (self.conv_kernel,) * 2, use_bias=False,
+      relu_first = self.conv_order == "relu_norm"
+      x = nn.Conv(channels, (self.conv_kernel,) * 2, kernel_dilation=self.conv_dilation,
+                  use_bias=relu_first, kernel_init=self._conv_init(),
                   name=f"conv_{i}")(x)
-      x = nn.relu(bn(f"conv_{i}_norm")(x))
-      if self.pool > 1:
-        x = nn.max_pool(x, (self.pool,) * 2, strides=(self.pool,) * 2)
+      if relu_first:
+        x = bn(f"conv_{i}_norm")(nn.relu(x))
+      else:
+        x = nn.relu(bn(f"conv_{i}_norm")(x))
+      last = i == len(self.conv_channels) - 1
+      if self.pool > 1 and (self.pool_last_conv or not last):
+        x = max_pool(x, self.pool, self.pool_window, self.pool_padding)
     for i, (cell, patch) in enumerate(zip(self.cells, self.patches)):
       x = SpatialRNN(cell, tuple(patch), self.norm, self.norm_position,
                      name=f"renet_{i}")(x, train=train)
       if self.dropout > 0:
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
       x = bn(f"renet_{i}_norm")(x)
+    if self.classifier_padding:
+      pad = self.classifier_padding
+      x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     x = nn.Conv(self.num_classes, (1, 1), name="classifier")(x)
+    if self.classifier_activation == "relu":
+      x = nn.relu(x)
     return jnp.mean(x, axis=(1, 2)), ()
 
   @nn.nowrap

@@ -69,17 +69,20 @@ class InputProjection(nn.Module):
 
 
 INPUT_INITS = ("normal", "glorot")
-RECURRENT_INITS = ("orthogonal", "normal", "identity")
+RECURRENT_INITS = ("orthogonal", "normal", "identity", "glorot")
 
 
 def recurrent_blocks_init(init: str, std: float, gates: int):
-  """[H, G*H] recurrent kernel, each [H, H] gate block orthogonal, N(0, std) or I."""
+  """[H, G*H] recurrent kernel, each [H, H] gate block orthogonal, N(0, std), I
+  or Glorot uniform (U(-a, a), a = sqrt(6 / 2H))."""
   if init == "orthogonal":
     block = jax.nn.initializers.orthogonal()
   elif init == "normal":
     block = jax.nn.initializers.normal(std)
   elif init == "identity":
     block = inits.scaled_identity(1.0)
+  elif init == "glorot":
+    block = jax.nn.initializers.glorot_uniform()
   else:
     raise ValueError(f"unknown recurrent_init {init!r}; choose from {RECURRENT_INITS}")
   return inits.stacked(block, gates)

@@ -11,7 +11,7 @@ class GRUCell(RecurrentCellBase):
   """GRU with gate blocks (reset, update, new): kernels [D, 3H] and
   recurrent_kernel [H, 3H], bias [3H], and recurrent_bias_n [H] inside the
   reset gate: n = tanh(z_n + r * (h W_hn + b_hn))."""
-  recurrent_init: str = "orthogonal"  # orthogonal | normal | identity, per gate block.
+  recurrent_init: str = "orthogonal"  # orthogonal | normal | identity | glorot, per gate block.
   recurrent_std: float = 0.01  # recurrent_init="normal".
 
   gates = 3

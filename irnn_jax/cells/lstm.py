@@ -13,7 +13,7 @@ class LSTMCell(RecurrentCellBase):
   recurrent_kernel [H, 4H], bias [4H] with the forget block at forget_bias.
   The state is (h, c)."""
   forget_bias: float = 1.0
-  recurrent_init: str = "orthogonal"  # orthogonal | normal | identity, per gate block.
+  recurrent_init: str = "orthogonal"  # orthogonal | normal | identity | glorot, per gate block.
   recurrent_std: float = 0.01  # recurrent_init="normal".
 
   gates = 4

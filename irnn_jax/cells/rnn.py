@@ -33,8 +33,8 @@ class DenseRecurrentCell(RecurrentCellBase):
 
 @register("rnn")
 class TanhRNNCell(DenseRecurrentCell):
-  """h_t = tanh(W x_t + b + h_{t-1} W_h), W_h orthogonal, N(0, recurrent_std) or I."""
-  recurrent_init: str = "orthogonal"  # orthogonal | normal | identity
+  """h_t = tanh(W x_t + b + h_{t-1} W_h), W_h orthogonal, N(0, recurrent_std), I or Glorot."""
+  recurrent_init: str = "orthogonal"  # orthogonal | normal | identity | glorot
   recurrent_std: float = 0.01  # recurrent_init="normal".
 
   choices = {"activation": tuple(recurrences.ACTIVATIONS), "recurrent_init": RECURRENT_INITS}

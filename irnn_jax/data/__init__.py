@@ -15,11 +15,12 @@ earlier run saved there); the trainer calls `save` once the config and the
 data have been checked.
 """
 
-from irnn_jax.data import adding, mnist, ptb, sequences, tfds_images
+from irnn_jax.data import adding, hdf5_images, mnist, ptb, sequences, tfds_images
 
 BUILDERS = {
     "adding": adding.build,
     "arrays": sequences.build_arrays,  # Your own sequences in a .npz file.
+    "hdf5": hdf5_images.build,  # Images in neon's HDF5 layout.
     "mnist": mnist.build,
     "ptb": ptb.build,
     "tfds_image": tfds_images.build,
