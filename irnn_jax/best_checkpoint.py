@@ -135,5 +135,13 @@ class BestCheckpoint:
     logging.info("New best %s: %.6g at step %d", self.metric, value, step)
     return True
 
+  def restore(self, like):
+    """The best state so far, in the structure and shardings of `like`; None
+    before the first."""
+    if self.record is None:
+      return None
+    self._checkpointer.wait()
+    return self._checkpointer.restore(like, self.record["step"])
+
   def close(self):
     self._checkpointer.close()

@@ -154,6 +154,10 @@ class Checkpointer:
   def delete(self, step: int):
     self._manager.delete(step)
 
+  def wait(self):
+    """Until the saves under way are on disk."""
+    self._manager.wait_until_finished()
+
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()

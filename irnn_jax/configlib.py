@@ -168,6 +168,9 @@ def base_config() -> ml_collections.ConfigDict:
   s.plateau_patience = 5  # Evaluations without improvement before a cut.
   s.plateau_factor = 0.1
   s.plateau_min_scale = 1e-3
+  # plateau: at each cut, go back to the parameters and batch-norm statistics of
+  # the best evaluation (checkpoints_best/; needs train.select_metric = plateau_metric).
+  s.plateau_restore_best = False
 
   t = c.train = ml_collections.ConfigDict()
   t.num_steps = 2000
@@ -180,6 +183,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Before each evaluation, replace the batch-norm running averages by the mean
   # statistics of this many recent training batches under the current parameters.
   t.precise_bn_batches = 0
+  # True: each evaluation batch is normalised by its own batch-norm statistics
+  # (its valid rows), not by the running averages.
+  t.eval_batch_stats = False
   t.time_budget_minutes = 0.0  # Stop (evaluate, checkpoint) after this much training; 0 = off.
   t.select_metric = "valid/loss"  # Its best checkpoint goes to checkpoints_best/; "" = off.
   t.select_mode = "auto"  # auto (max for accuracy; min for loss, mse, bpc, perplexity) | min | max
@@ -239,6 +245,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require_choice(s, "name", "schedule", SCHEDULES)
   if s.name == "step":
     require_positive(s, "decay_every", "schedule")
+  if s.plateau_restore_best:
+    if s.name != "plateau":
+      raise ValueError("config.schedule.plateau_restore_best needs config.schedule.name="
+                       f"'plateau', got {s.name!r}")
+    if t.select_metric != s.plateau_metric:
+      raise ValueError("config.schedule.plateau_restore_best goes back to the best "
+                       "checkpoint: config.train.select_metric must equal "
+                       f"config.schedule.plateau_metric ({s.plateau_metric!r}), got "
+                       f"{t.select_metric!r}")
+  if not isinstance(t.eval_batch_stats, bool):
+    raise ValueError(f"config.train.eval_batch_stats must be True or False, got "
+                     f"{t.eval_batch_stats!r}")
   if isinstance(t.num_epochs, bool) or not isinstance(t.num_epochs, (int, float)) or (
       t.num_epochs < 0):
     raise ValueError(f"config.train.num_epochs must be a number >= 0, got {t.num_epochs!r}")

@@ -2,7 +2,8 @@
 
 `evaluate_run(workdir, split, checkpoint)` reloads the run (`run.load_run`)
 and evaluates it as training does (`train.evaluate`: the same metrics, states
-carried through a language model's stream); `write_evaluation` saves the result
+carried through a language model's stream, each batch's own batch-norm
+statistics where config.train.eval_batch_stats is set); `write_evaluation` saves the result
 as workdir/evaluation_<checkpoint>_<split>.json:
 
   {"workdir", "checkpoint": "best", "step": 1500, "split": "test",
@@ -50,7 +51,10 @@ def evaluate_run(workdir: str, split: str = "test", checkpoint: str = "latest",
   check_split(loaded, split)
   mesh = Mesh(np.array(jax.devices()[:1]), (parallel.DATA_AXIS,))
   eval_step = train.make_eval_step(loaded.model, loaded.spec.task)
-  sums = train.evaluation_sums(eval_step, loaded.state, loaded.dataset, split, mesh)
+  own_stats = (train.make_batch_stats_step(loaded.model)
+               if loaded.config.train.eval_batch_stats else None)
+  sums = train.evaluation_sums(eval_step, loaded.state, loaded.dataset, split, mesh,
+                               own_stats)
   metrics = tasks.mean_metrics(loaded.spec.task, sums)
   return {"workdir": os.path.abspath(workdir), "checkpoint": checkpoint,
           "step": int(loaded.state.step), "split": split, "examples": int(sums["count"]),

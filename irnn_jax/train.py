@@ -182,19 +182,42 @@ def make_eval_step(model, task: str, mesh=None) -> Callable:
   return jax.jit(_per_device(eval_step, mesh, (_SAME, _SAME, _ROWS, _ROWS), (_SAME, _ROWS)))
 
 
-def evaluate(eval_step, state: TrainState, dataset, split: str, mesh) -> dict:
+def evaluate(eval_step, state: TrainState, dataset, split: str, mesh,
+             batch_stats_step=None) -> dict:
   """Mean metrics over a split; with `carries_state` the recurrent states run
-  on from each batch to the next, from zero."""
-  return tasks.mean_metrics(dataset.task, evaluation_sums(eval_step, state, dataset, split, mesh))
+  on from each batch to the next, from zero; `batch_stats_step`: see
+  `evaluation_sums`."""
+  return tasks.mean_metrics(dataset.task, evaluation_sums(eval_step, state, dataset, split,
+                                                          mesh, batch_stats_step))
 
 
-def evaluation_sums(eval_step, state: TrainState, dataset, split: str, mesh) -> dict:
-  """The summed metrics of `evaluate` and their "count" (examples, or tokens)."""
+def own_batch_stats(batch_stats_step, state: TrainState, batch: dict, mesh):
+  """The batch-norm statistics of `batch`'s valid rows (mask > 0) under the
+  current parameters, for evaluating the batch with its own statistics. On
+  several devices the rows are cut to a multiple of their number (the running
+  statistics where none are left); as in `precise_batch_stats`, a step of a
+  per-step norm that fewer than two rows reach keeps its running statistics."""
+  mask = np.asarray(batch["mask"])
+  rows = np.flatnonzero(mask.reshape(len(mask), -1).max(1) > 0)
+  rows = rows[:len(rows) - len(rows) % mesh.devices.size]
+  if not len(rows):
+    return state.batch_stats
+  valid = {k: np.asarray(v)[rows] for k, v in _model_inputs(batch).items()}
+  return precise_batch_stats(batch_stats_step, state, [valid], mesh)
+
+
+def evaluation_sums(eval_step, state: TrainState, dataset, split: str, mesh,
+                    batch_stats_step=None) -> dict:
+  """The summed metrics of `evaluate` and their "count" (examples, or tokens);
+  with a `batch_stats_step` each batch is normalised by its own statistics
+  (`own_batch_stats`)."""
   carry_state = getattr(dataset, "carries_state", False)
   totals, states = None, None
   for batch in dataset.eval_batches(split):
-    sums, finals = eval_step(state.params, state.batch_stats,
-                             parallel.shard_batch(batch, mesh), states)
+    stats = state.batch_stats
+    if batch_stats_step is not None and stats:
+      stats = own_batch_stats(batch_stats_step, state, batch, mesh)
+    sums, finals = eval_step(state.params, stats, parallel.shard_batch(batch, mesh), states)
     states = finals if carry_state else None
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   if totals is None:
@@ -382,6 +405,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return _train(config, workdir, built, mesh, num_steps)
 
 
+def _back_to_best(state: TrainState, best_kept, step: int) -> TrainState:
+  """`state` with the parameters and batch-norm statistics of the best
+  checkpoint (optimizer state, step and schedule kept): a plateau cut's reload."""
+  saved = best_kept.restore(state) if best_kept is not None else None
+  if saved is None:
+    return state
+  logging.info("Learning rate cut at step %d: back to the parameters of step %d",
+               step, best_kept.record["step"])
+  return state.replace(params=saved.params, batch_stats=saved.batch_stats)
+
+
 def _train(config, workdir: str, built: run.Run, mesh, num_steps: int) -> dict:
   """The training loop of `train_and_evaluate`, from the latest checkpoint."""
   dataset, model, tx = built.dataset, built.model, built.optimizer
@@ -419,8 +453,9 @@ def _train(config, workdir: str, built: run.Run, mesh, num_steps: int) -> dict:
       state = state.replace(batch_stats=precise_batch_stats(
           batch_stats_step, state, batches, mesh))
     results = {}
+    own_stats = batch_stats_step if t.eval_batch_stats else None
     for split in dataset.eval_splits:
-      for k, v in evaluate(eval_step, state, dataset, split, mesh).items():
+      for k, v in evaluate(eval_step, state, dataset, split, mesh, own_stats).items():
         results[f"{split}/{k}"] = v
     writer.write_scalars(step, results)
     logging.info("eval at step %d: %s", step,
@@ -432,12 +467,15 @@ def _train(config, workdir: str, built: run.Run, mesh, num_steps: int) -> dict:
       if metric not in results:
         raise ValueError(f"config.schedule.plateau_metric={metric!r} is not one of "
                          f"the evaluation metrics {sorted(results)}")
+      old_scale = float(state.lr_scale)
       best, count, scale = optim.plateau_update(
           config, results[metric], float(state.plateau_best),
-          int(state.plateau_count), float(state.lr_scale))
+          int(state.plateau_count), old_scale)
       state = state.replace(**parallel.replicate(
           {"plateau_best": np.float32(best), "plateau_count": np.int32(count),
            "lr_scale": np.float32(scale)}, mesh))
+      if config.schedule.plateau_restore_best and scale < old_scale:
+        state = _back_to_best(state, best_kept, step)
     progress.window_start += time.time() - eval_start  # Not training time.
     return results
 

@@ -8,6 +8,7 @@ import os
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from configs import row_mnist
@@ -20,8 +21,8 @@ def _script_valid_loss(monkeypatch, values: dict):
   the other metrics are the real ones."""
   real = train.evaluate
 
-  def scripted(eval_step, state, dataset, split, mesh):
-    metrics = real(eval_step, state, dataset, split, mesh)
+  def scripted(eval_step, state, dataset, split, mesh, batch_stats_step=None):
+    metrics = real(eval_step, state, dataset, split, mesh, batch_stats_step)
     value = values[int(state.step)]
     return {**metrics, "loss": value if split == "valid" else value + 1.0}
 
@@ -77,6 +78,41 @@ def test_a_changed_select_metric_is_tracked_again(tmp_path, monkeypatch):
   train.train_and_evaluate(_config(num_steps=10), workdir)
   metrics = train.train_and_evaluate(_config(select_mode="max"), workdir)  # May change.
   assert (metrics["best"]["step"], metrics["best"]["mode"]) == (20, "max")
+
+
+def _saved_params(workdir, directory, step):
+  manager = ocp.CheckpointManager(os.path.join(workdir, directory))
+  return jax.tree.map(np.asarray,
+                      manager.restore(step, args=ocp.args.StandardRestore())["params"])
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_a_plateau_cut_goes_back_to_the_best_parameters(tmp_path, monkeypatch, restore):
+  workdir = str(tmp_path)
+  # Best at step 5, none at 10: a cut there (patience 1); 15 and 20 improve again.
+  _script_valid_loss(monkeypatch, {5: 1.0, 10: 2.0, 15: 0.5, 20: 0.4})
+  cfg = _config(checkpoint_every=5, keep_checkpoints=5)
+  s = cfg.schedule
+  s.name, s.plateau_patience, s.plateau_restore_best = "plateau", 1, restore
+  metrics = train.train_and_evaluate(cfg, workdir)
+  assert metrics["train/learning_rate"] == pytest.approx(0.1 * cfg.optimizer.learning_rate)
+  best = _saved_params(workdir, "checkpoints", 5)  # Evaluated before it was saved.
+  at_cut = _saved_params(workdir, "checkpoints", 10)  # Saved after the cut.
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, best, at_cut))) == restore
+  later = _saved_params(workdir, "checkpoints", 15)  # Training went on from there.
+  assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, at_cut, later)))
+
+
+def test_plateau_restore_best_needs_the_plateau_metric_selected(tmp_path):
+  cfg = _config()
+  cfg.schedule.name, cfg.schedule.plateau_restore_best = "plateau", True
+  cfg.train.select_metric = "valid/mse"
+  with pytest.raises(ValueError, match="select_metric must equal"):
+    train.train_and_evaluate(cfg, str(tmp_path))
+  cfg.schedule.name = "constant"
+  with pytest.raises(ValueError, match="plateau_restore_best needs"):
+    train.train_and_evaluate(cfg, str(tmp_path))
+  assert not os.listdir(tmp_path)
 
 
 def test_select_metric_off_keeps_no_best(tmp_path):

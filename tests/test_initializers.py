@@ -78,6 +78,19 @@ def test_near_one_default_keeps_half_the_memory_over_the_sequence():
   assert specs[1].u_high == pytest.approx(2.0 ** (1 / 1000))
 
 
+def test_mag_range_draws_the_last_layer_u_between_the_bound_and_its_inverse():
+  cell = IndRNNCell(features=4000, max_magnitude=5.0, seq_len=784, last_layer_u="mag_range")
+  last = cell.for_layer(5, 6)
+  low, high = 5.0 ** (-1 / 784), 5.0 ** (1 / 784)
+  assert last.u_range == (pytest.approx(low), pytest.approx(high))
+  assert cell.for_layer(0, 6).u_range == (0.0, 1.0)
+  u = np.asarray(_params(last, input_dim=1)["u"])
+  assert low <= u.min() and u.max() <= high
+  assert abs(u.mean() - (low + high) / 2) < 0.02 * (high - low)
+  with pytest.raises(ValueError, match="needs max_magnitude > 0"):
+    IndRNNCell(seq_len=784, last_layer_u="mag_range").for_layer(1, 2)
+
+
 def test_last_layer_rule_needs_the_sequence_length_or_an_eps():
   cell = IndRNNCell(last_layer_u="near_one")  # seq_len 0: T unknown.
   with pytest.raises(ValueError, match="seq_len"):

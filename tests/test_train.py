@@ -133,3 +133,36 @@ def test_precise_bn_uses_mean_statistics_of_recent_batches(tmp_path):
     variances.append(h.var(axis=(0, 1), ddof=1))  # The running variance is unbiased.
   np.testing.assert_allclose(stats["mean"], np.mean(means, 0), rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(stats["var"], np.mean(variances, 0), rtol=1e-3, atol=1e-6)
+
+
+def test_eval_batch_stats_normalises_each_batch_by_its_own_valid_rows(tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  from irnn_jax import evaluation, layers, run  # pylint: disable=g-import-not-at-top
+
+  cfg = tiny_config(num_steps=10, eval_every=10, checkpoint_every=10)
+  cfg.model.norm, cfg.model.norm_position = "sequence", "post"
+  cfg.data.eval_examples = 40  # Batches of 32: the second holds 8 rows and 24 of padding.
+  cfg.optimizer.learning_rate = 1e-2
+  train.train_and_evaluate(cfg, str(tmp_path))
+  loaded = run.load_run(str(tmp_path))
+  squares, count = 0.0, 0
+  for batch in loaded.dataset.eval_batches("test"):
+    keep = batch["mask"] > 0
+    outputs = loaded.model.apply(loaded.variables, batch["inputs"][keep], train=True,
+                                 rngs={"dropout": jax.random.PRNGKey(0)},
+                                 mutable=["batch_stats", layers.COUNTS])[0][0]
+    squares += float(np.sum((np.asarray(outputs)[:, 0] - batch["targets"][keep]) ** 2))
+    count += int(keep.sum())
+  own_mse = squares / count
+  running = evaluation.evaluate_run(str(tmp_path), "test")["metrics"]["test/mse"]
+  with open(tmp_path / "config.json") as f:
+    saved = json.load(f)
+  saved["train"]["eval_batch_stats"] = True
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(saved, f)
+  own = evaluation.evaluate_run(str(tmp_path), "test")
+  assert own["examples"] == 40
+  # Training-mode normalisation divides by the biased variance, the statistics
+  # by the unbiased one: they differ by (n - 1) / n, n = 12 steps x rows.
+  assert own["metrics"]["test/mse"] == pytest.approx(own_mse, rel=5e-3)
+  assert abs(running - own_mse) > 0.05 * own_mse

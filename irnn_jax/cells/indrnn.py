@@ -8,7 +8,7 @@ from irnn_jax import recurrences
 from irnn_jax.cells.base import RecurrentCellBase, register
 
 U_INITS = ("uniform", "constant")
-LAST_LAYER_U = ("same", "near_one", "one")
+LAST_LAYER_U = ("same", "near_one", "one", "mag_range")
 
 
 @register("indrnn")
@@ -26,7 +26,8 @@ class IndRNNCell(RecurrentCellBase):
   u_value: float = 1.0
   max_magnitude: float = 0.0  # MAG: |u| <= MAG^(1/T) after every update; 0 = off.
   min_magnitude: float = 0.0  # |u| >= this after every update; 0 = off.
-  last_layer_u: str = "same"  # Last layer's u: same | near_one (U(1-eps, 1+eps)) | one
+  # Last layer's u: same | near_one (U(1-eps, 1+eps)) | one | mag_range (U(MAG^(-1/T), MAG^(1/T)))
+  last_layer_u: str = "same"
   last_layer_u_eps: float | None = None  # near_one's eps; None: 1 - 2^(-1/T).
 
   choices = {"activation": tuple(recurrences.ACTIVATIONS), "u_init": U_INITS,
@@ -77,7 +78,8 @@ class IndRNNCell(RecurrentCellBase):
   @nn.nowrap
   def for_layer(self, index: int, num_layers: int) -> "IndRNNCell":
     """The last layer follows `last_layer_u`; `near_one` keeps u^T >= 1/2 by
-    default, so that the last layer remembers the whole sequence."""
+    default, so that the last layer remembers the whole sequence; `mag_range`
+    is the IndRNN authors' U(MAG^(-1/T), MAG^(1/T))."""
     if index != num_layers - 1 or self.last_layer_u == "same":
       return self
     bound = self.u_bound
@@ -91,6 +93,11 @@ class IndRNNCell(RecurrentCellBase):
       return self.clone(u_init="uniform", u_low=1.0 - eps, u_high=min(1.0 + eps, bound))
     if self.last_layer_u == "one":
       return self.clone(u_init="constant", u_value=min(1.0, bound))
+    if self.last_layer_u == "mag_range":
+      if self.max_magnitude <= 0:
+        raise ValueError("IndRNNCell.last_layer_u='mag_range' draws u from "
+                         "U(MAG^(-1/T), MAG^(1/T)): it needs max_magnitude > 0")
+      return self.clone(u_init="uniform", u_low=1.0 / bound, u_high=bound)
     raise ValueError(f"IndRNNCell.last_layer_u: unknown value {self.last_layer_u!r}; "
                      f"choose from {LAST_LAYER_U}")
 
