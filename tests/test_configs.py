@@ -11,9 +11,9 @@ from configs import sequences as sequences_config
 from tests.conftest import tiny_config
 
 
-@pytest.mark.parametrize("variant", adding.VARIANTS + ("indrnn_paper",))
+@pytest.mark.parametrize("variant", adding.VARIANTS + ("indrnn_paper", adding.LONG))
 def test_every_adding_variant_trains_one_step(variant, tmp_path):
-  cfg = tiny_config(variant, num_steps=1)
+  cfg = tiny_config(variant, num_steps=1, time_budget_minutes=0.0)
   cfg.data.seq_len = 6
   metrics = train.train_and_evaluate(cfg, str(tmp_path))
   assert metrics["step"] == 1 and metrics["test/mse"] > 0

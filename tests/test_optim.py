@@ -75,6 +75,21 @@ def test_u_bound_holds_after_updates():
     assert magnitude.max() == pytest.approx(bound)  # The bound is active.
 
 
+@pytest.mark.parametrize("rule", ["near_one", "mag_range"])
+def test_last_layer_u_floor_keeps_the_last_layer_memory(rule):
+  cfg = adding.get_config("indrnn")
+  cfg.model.cells.indrnn.update(last_layer_u=rule, last_layer_u_floor=True, max_magnitude=4.0)
+  model, variables = _model_params(cfg, seq_len=50)
+  low = 4.0 ** (-1 / 50) if rule == "mag_range" else 0.5 ** (1 / 50)  # u^T = 1/4 or 1/2.
+  params = jax.tree.map(lambda a: jnp.full_like(a, -0.5), variables["params"])
+  out = _paths(model.constrain(params))
+  us = {p: np.asarray(v) for p, v in out.items() if "'u'" in p}
+  first_u = [v for p, v in us.items() if "layer_0" in p][0]
+  last_u = [v for p, v in us.items() if "layer_1" in p][0]
+  np.testing.assert_allclose(first_u, -0.5)  # No floor on the first layer.
+  np.testing.assert_allclose(last_u, -low, rtol=1e-6)  # Raised to the floor, sign kept.
+
+
 def test_indrnn_constrain_keeps_sign_and_leaves_other_params():
   cell = IndRNNCell(max_magnitude=2.0 ** 3, min_magnitude=0.1, seq_len=3)  # |u| <= 2.
   params = {"u": jnp.array([-3.0, -0.01, 0.5, 4.0]), "bias": jnp.array([9.0])}

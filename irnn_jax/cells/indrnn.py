@@ -29,6 +29,9 @@ class IndRNNCell(RecurrentCellBase):
   # Last layer's u: same | near_one (U(1-eps, 1+eps)) | one | mag_range (U(MAG^(-1/T), MAG^(1/T)))
   last_layer_u: str = "same"
   last_layer_u_eps: float | None = None  # near_one's eps; None: 1 - 2^(-1/T).
+  # near_one, mag_range: after every update the last layer's |u| stays at or
+  # above the low end of its initial range, so u^T cannot fall below it.
+  last_layer_u_floor: bool = False
 
   choices = {"activation": tuple(recurrences.ACTIVATIONS), "u_init": U_INITS,
              "last_layer_u": LAST_LAYER_U}
@@ -83,6 +86,13 @@ class IndRNNCell(RecurrentCellBase):
     if index != num_layers - 1 or self.last_layer_u == "same":
       return self
     bound = self.u_bound
+    last = self._last_layer_cell(bound)
+    if self.last_layer_u_floor and self.last_layer_u in ("near_one", "mag_range"):
+      last = last.clone(min_magnitude=max(self.min_magnitude, last.u_low))
+    return last
+
+  @nn.nowrap
+  def _last_layer_cell(self, bound: float) -> "IndRNNCell":
     if self.last_layer_u == "near_one":
       eps = self.last_layer_u_eps
       if eps is None:
