@@ -20,7 +20,10 @@ the two, N(0, 0.001^2) at the start like the reference's. The write-up's own
 run departed from the setting it quotes (std 0.01, no clipping); this file
 follows the quoted setting.
 The test set is evaluated every 3,750 steps (one epoch).
-No run of this file is recorded yet.
+
+Measured at commit 8c18864, one core, float32 (docs/reproduction.md):
+  reference, --config.train.num_steps=3750   one epoch in 150 s (theirs: 50 min);
+                                             test accuracy 0.098 (lr 1e-8 has not moved it)
 """
 
 from configs.common import mnist as mnist_configs

@@ -20,7 +20,12 @@ images (MinPy: all 60,000).
 Variants, the tutorial's suggested exercises: lstm, gru (the cell in place of
 the RNN); raw (no input normalisation: pixels in [0, 1]); lr1e-3 (RMSprop
 1e-3); l2 (an L2 penalty of 1e-4 on the weight matrices).
-No run of this file is recorded yet.
+
+Measured at commits a3ef797 and 8c18864 (the same code for this model), one core
+each, float32 (docs/reproduction.md):
+  reference, seeds 0-2   0.759 +- 0.019 test accuracy  100 epochs  2.5-2.7 min
+                         (MinPy: 0.906 at epoch 50; ours 0.71 there)
+The exercise variants have no run recorded at a commit of this code yet.
 """
 
 import math

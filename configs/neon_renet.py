@@ -28,10 +28,13 @@ parameters (neon's applies to every parameter). The RNN's zero initial state and
 bias are as in neon; its recurrent weights are Glorot uniform per [H, H] block.
 
 Variant `mnist`: the same network on MNIST written to HDF5 (28x28: the pools
-give 14, 7, 4, the blocks 2 and 1), 2 epochs:
+give 14, 7, 4, the blocks 2 and 1), one epoch:
   python -m experiments.make_hdf5 --mnist_dir=../shared/data/mnist --out=runs/mnist_h5
   python -m experiments.main --config=configs/neon_renet.py:mnist --workdir=runs/neon_mnist
-No run of this file is recorded yet.
+
+Measured at commit 8c18864, one core (shared), float32 (docs/reproduction.md):
+  mnist   98.05% test accuracy  1 epoch (468 steps)  8.1 min
+The faces variant has not been run (the faces are not on this machine).
 """
 
 from irnn_jax import configlib
@@ -67,5 +70,5 @@ def get_config(variant: str = "faces"):
   t.select_metric = ""  # No validation split to select on.
   if variant == "mnist":
     d.dir = "runs/mnist_h5"
-    t.num_epochs = 2
+    t.num_epochs = 1
   return c
