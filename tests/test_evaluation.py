@@ -94,6 +94,23 @@ def test_regression_predictions_are_the_targets_and_outputs(regression, tmp_path
     predictions.file_accuracy(path)
 
 
+def test_regression_inference_target_file_matches_the_table(regression, tmp_path):
+  workdir, _ = regression
+  table, neon = str(tmp_path / "test.csv"), str(tmp_path / "test.txt")
+  predictions.write_predictions(workdir, "test", table)
+  result = predictions.write_predictions(workdir, "test", neon, fmt="inference_target")
+  lines = open(neon).read().splitlines()
+  assert lines[0] == "inference, target" and len(lines) == 65
+  rows = list(csv.DictReader(open(table, newline="")))
+  for line, row in zip(lines[1:], rows):
+    inference, target = (float(v) for v in line.split(", "))
+    assert inference == pytest.approx(float(row["prediction"]), rel=1e-5, abs=1e-7)
+    assert target == pytest.approx(float(row["target"]), rel=1e-5)
+  assert predictions.file_mse(neon) == pytest.approx(result["mse"], rel=1e-4)
+  with pytest.raises(ValueError, match="unknown predictions format 'csv'"):
+    predictions.write_predictions(workdir, "test", neon, fmt="csv")
+
+
 def test_regression_with_several_targets_writes_a_column_each(monkeypatch, tmp_path):
   targets = np.array([[1.0, 2.0], [3.0, 4.0], [0.0, 0.0]], np.float32)
   outputs = np.array([[1.5, 2.0], [3.0, 3.0], [9.0, 9.0]], np.float32)
