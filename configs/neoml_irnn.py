@@ -25,7 +25,9 @@ Measured on a 2-core CPU, float32 (docs/reproduction.md):
   reference, one core, 60-minute budget, commit 7c044d9:
       0.8229 test accuracy after 59.4 epochs (89,153 steps) in 60.1 min,
       60.7 s an epoch with the test evaluation (NeoML: about 70 s)
-OURS_LINE
+  ours, one core, commit 65f19ff (the config's 4,000 steps): 0.9079 test
+      accuracy after 4,000 steps in 20.2 min (0.8311 / 0.8617 / 0.8841 at
+      steps 1,000 / 2,000 / 3,000), evaluations included
 """
 
 from configs.common import mnist as mnist_configs
