@@ -19,6 +19,8 @@ Measured on a 2-core CPU, float32, test MSE (the baseline that predicts 1.0:
   sweep figure2, T=100/500/1000:   indrnn 0.0011 / 0.0148 / 0.067, irnn 0.063 /
                                    0.164 / 0.170, lstm 0.165 / 0.165 / 0.167 (2,000 steps)
   sweep t5000, indrnn              0.166    1,500 steps    25.9 min (shared)
+  indrnn_t5000 (one core)          0.0083   3,000 steps    33.0 min, commit 65f19ff
+                                   (best checkpoint 0.0044 at 3,500; docs/reproduction.md)
   sweep seeds, T=100, seeds 0-2:   indrnn 0.0036 ± 0.0013 (31 s), irnn 0.127 ± 0.042
                                    (20 s), 1,500 steps, two runs sharing the cores
 """
