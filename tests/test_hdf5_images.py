@@ -43,13 +43,12 @@ def hdf5_cfg(directory, **overrides):
 
 def test_inputs_are_images_in_row_column_channel_order_less_the_channel_mean(tmp_path):
   shape = (2, 3, 4)
-  rows = neon_file(tmp_path / "train.h5", 5, shape, [0, 1, 0, 1, 1], 2, mean=[[1.0], [2.0]])
+  neon_file(tmp_path / "train.h5", 5, shape, [0, 1, 0, 1, 1], 2, mean=[[1.0], [2.0]])
   neon_file(tmp_path / "test.h5", 4, shape, [1, 0, 1, 1], 2, mean=[[1.0], [2.0]])
   data = hdf5_images.build(hdf5_cfg(tmp_path, input_scale=0.5), 0, "")
   batches = list(data.eval_batches("test"))
   x = np.concatenate([b["inputs"] for b in batches])[:4]
   assert x.shape == (4, 3, 4, 2) and (data.seq_len, data.input_dim) == (3, 8)
-  del rows
   for i in range(4):
     for c in range(2):
       for h in range(3):
