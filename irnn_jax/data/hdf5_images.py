@@ -19,7 +19,6 @@ import os
 from absl import logging
 import numpy as np
 
-from irnn_jax import configlib
 from irnn_jax.data import images as images_lib
 
 DTYPES = ("uint8", "float32")
@@ -121,17 +120,10 @@ class HDF5Images(images_lib.LabelledImages):
 
 
 def _check_config(d):
-  if d.validation_split not in images_lib.VALIDATION_SPLITS:
-    raise ValueError(f"config.data.validation_split: unknown value "
-                     f"{d.validation_split!r}; choose from {images_lib.VALIDATION_SPLITS}")
+  images_lib.check_split_fields(d)
   for field in ("train_file", "test_file"):
     if not d[field]:
       raise ValueError(f"config.data.{field} must name an HDF5 file in config.data.dir")
-  for field in ("batch_size", "eval_batch_size"):
-    configlib.require_positive(d, field, "data")
-  for field in ("validation_size", "eval_examples"):
-    if not isinstance(d[field], int) or d[field] < 0:
-      raise ValueError(f"config.data.{field} must be an integer >= 0, got {d[field]!r}")
   if not d.input_scale > 0:
     raise ValueError(f"config.data.input_scale must be > 0, got {d.input_scale}")
 

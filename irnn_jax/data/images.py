@@ -19,6 +19,21 @@ MIN_STD = 0.1
 _VALIDATION_SALT = 0x76616C69  # Keeps the validation draw apart from epoch orders.
 
 
+def check_split_fields(d, counts=("validation_size", "eval_examples")) -> None:
+  """ValueError naming the bad field of config.data: validation_split, the
+  batch sizes (> 0) and `counts` (integers >= 0)."""
+  from irnn_jax import configlib  # pylint: disable=g-import-not-at-top
+
+  if d.validation_split not in VALIDATION_SPLITS:
+    raise ValueError(f"config.data.validation_split: unknown value {d.validation_split!r}; "
+                     f"choose from {VALIDATION_SPLITS}")
+  for field in ("batch_size", "eval_batch_size"):
+    configlib.require_positive(d, field, "data")
+  for field in counts:
+    if not isinstance(d[field], int) or d[field] < 0:
+      raise ValueError(f"config.data.{field} must be an integer >= 0, got {d[field]!r}")
+
+
 def split_train_valid(n: int, validation_size: int, how: str, seed: int):
   """(train indices, valid indices) into the n training-source examples."""
   if how == "last":

@@ -12,7 +12,6 @@ config.data.tfds_data_dir ("" = the TFDS default). Nothing is downloaded.
 from absl import logging
 import numpy as np
 
-from irnn_jax import configlib
 from irnn_jax.data import images as images_lib
 
 
@@ -49,18 +48,12 @@ def load_split(name: str, split: str, data_dir: str):
 
 
 def _check_config(d):
-  for field, choices in (("normalize", images_lib.NORMALIZATIONS),
-                         ("validation_split", images_lib.VALIDATION_SPLITS)):
-    if d[field] not in choices:
-      raise ValueError(f"config.data.{field}: unknown value {d[field]!r}; "
-                       f"choose from {choices}")
+  if d.normalize not in images_lib.NORMALIZATIONS:
+    raise ValueError(f"config.data.normalize: unknown value {d.normalize!r}; "
+                     f"choose from {images_lib.NORMALIZATIONS}")
+  images_lib.check_split_fields(d, ("validation_size", "eval_examples", "pad_to"))
   if not d.tfds_name:
     raise ValueError("config.data.tfds_name must name a TFDS data set, e.g. 'cifar10'")
-  for field in ("batch_size", "eval_batch_size"):
-    configlib.require_positive(d, field, "data")
-  for field in ("validation_size", "eval_examples", "pad_to"):
-    if not isinstance(d[field], int) or d[field] < 0:
-      raise ValueError(f"config.data.{field} must be an integer >= 0, got {d[field]!r}")
 
 
 def build(data_cfg, seed: int, workdir: str) -> images_lib.ImageClassification:
