@@ -3,6 +3,7 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from irnn_jax import associative
 from irnn_jax import initializers as inits
 from irnn_jax import recurrences
 from irnn_jax.cells.base import RecurrentCellBase, register
@@ -32,9 +33,12 @@ class IndRNNCell(RecurrentCellBase):
   # near_one, mag_range: after every update the last layer's |u| stays at or
   # above the low end of its initial range, so u^T cannot fall below it.
   last_layer_u_floor: bool = False
+  # The time loop: sequential (fused loop) | parallel (associative scans, O(log T)
+  # deep; relu and identity) | auto (parallel on an accelerator, else sequential)
+  impl: str = "sequential"
 
   choices = {"activation": tuple(recurrences.ACTIVATIONS), "u_init": U_INITS,
-             "last_layer_u": LAST_LAYER_U}
+             "last_layer_u": LAST_LAYER_U, "impl": associative.IMPLS}
 
   @classmethod
   def check_options(cls, options, where):
@@ -42,6 +46,9 @@ class IndRNNCell(RecurrentCellBase):
     for key in ("max_magnitude", "min_magnitude"):
       if options[key] < 0:
         raise ValueError(f"{where}.{key} must be >= 0, got {options[key]}")
+    if options["impl"] == "parallel" and options["activation"] not in associative.CLIPS:
+      raise ValueError(f"{where}.impl: 'parallel' covers the activations "
+                       f"{tuple(associative.CLIPS)}, not {options['activation']!r}")
 
   @property
   def u_bound(self) -> float:
@@ -71,7 +78,7 @@ class IndRNNCell(RecurrentCellBase):
   def recur(self, z, state=None, bias=None, moments: bool = False, lengths=None):
     state = self.initial_state(z) if state is None else state
     return recurrences.elementwise_scan(z, self.u, state, self.activation, self.unroll,
-                                        bias, moments, lengths)
+                                        bias, moments, lengths, self.impl)
 
   def __call__(self, carry, x):
     z, bias = self.project(x)

@@ -1,0 +1,142 @@
+"""The IndRNN recurrence as an associative scan: exact, O(log T) deep.
+
+A step h -> act(a * h + b), with act relu or identity, is the clipped affine
+map h -> clip(a * h + b, lo, hi) (relu: lo = 0, hi = the float's maximum), and
+two such maps compose into one of the same form:
+
+  clip(a2 * clip(a1 h + b1, lo1, hi1) + b2, lo2, hi2)
+      = clip(a2 a1 h + a2 b1 + b2, lo, hi),
+
+with (lo, hi) the image a2 * [lo1, hi1] + b2 (its ends swapped when a2 < 0)
+clipped into [lo2, hi2]. So h_t = clip(A_t h0 + B_t, LO_t, HI_t), the
+composition of steps 0..t, which `jax.lax.associative_scan` gives for every t
+in O(log T) sequential steps. The backward recurrence,
+e_t = dh_t + c_{t+1} e_{t+1} with c_t = u * act'(h_t), is affine, so it is a
+reversed associative scan of the same kind (without the clip).
+
+Exact up to rounding while the products of u over the sequence stay finite:
+|u|^T below the float's maximum (IndRNN's bound MAG^(1/T) keeps it <= MAG).
+The scans do O(T log T) work and keep several [T, B, H] arrays, against the
+sequential loop's O(T) work and one: on a CPU, where the loop's steps are
+already cheap, the loop is faster; on an accelerator the depth wins.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from irnn_jax import parallel
+
+Array = jax.Array
+
+# Activations whose step is a clipped affine map: lower and upper clip (None:
+# the float's lowest or highest value) and the derivative from the output.
+CLIPS = {
+    "relu": (0.0, None, lambda h: (h > 0).astype(h.dtype)),
+    "identity": (None, None, jnp.ones_like),
+}
+IMPLS = ("sequential", "parallel", "auto")
+
+
+def resolve_impl(impl: str, activation: str) -> str:
+  """"sequential" or "parallel" for `impl`; "auto" is parallel on an
+  accelerator for the activations it covers, the loop on a CPU."""
+  if impl not in IMPLS:
+    raise ValueError(f"impl {impl!r} not in {IMPLS}")
+  if impl == "parallel" and activation not in CLIPS:
+    raise ValueError(f"impl 'parallel' covers the activations {tuple(CLIPS)} (a step that "
+                     f"is a clipped affine map), not {activation!r}")
+  if impl == "auto":
+    on_accelerator = jax.default_backend() != "cpu"
+    return "parallel" if on_accelerator and activation in CLIPS else "sequential"
+  return impl
+
+
+def _bounds(activation: str, like: Array) -> tuple[Array, Array]:
+  """The step's clip (lo, hi), each broadcast to `like`."""
+  low, high, _ = CLIPS[activation]
+  big = jnp.finfo(like.dtype).max
+  low = -big if low is None else low
+  high = big if high is None else high
+  return (jnp.full(like.shape, low, like.dtype), jnp.full(like.shape, high, like.dtype))
+
+
+def _compose_clipped(first, second):
+  """second after first, each (a, b, lo, hi): h -> clip(a h + b, lo, hi).
+  The bounds stay finite (clipped into the finite [lo2, hi2]), so a zero a
+  never meets an infinite bound."""
+  a1, b1, lo1, hi1 = first
+  a2, b2, lo2, hi2 = second
+  from_low, from_high = a2 * lo1 + b2, a2 * hi1 + b2
+  increasing = a2 >= 0
+  low = jnp.where(increasing, from_low, from_high)
+  high = jnp.where(increasing, from_high, from_low)
+  return a2 * a1, a2 * b1 + b2, jnp.clip(low, lo2, hi2), jnp.clip(high, lo2, hi2)
+
+
+def _compose_affine(first, second):
+  """second after first, each (a, b): x -> a x + b."""
+  a1, b1 = first
+  a2, b2 = second
+  return a2 * a1, a2 * b1 + b2
+
+
+def _valid_steps(lengths, z):
+  """valid[T, B, 1] (None without lengths)."""
+  if lengths is None:
+    return None
+  return (jnp.arange(z.shape[0])[:, None] < lengths[None, :])[..., None]
+
+
+def _forward(z, u, bias, h0, lengths, activation):
+  """hs[T, B, H]; a row past its length keeps its last state (identity step)."""
+  a = jnp.broadcast_to(u, z.shape[1:])[None]
+  b = z + bias
+  low, high = _bounds(activation, b)
+  valid = _valid_steps(lengths, z)
+  if valid is not None:
+    big = jnp.finfo(b.dtype).max
+    a = jnp.where(valid, a, 1.0)
+    b = jnp.where(valid, b, 0.0)
+    low, high = jnp.where(valid, low, -big), jnp.where(valid, high, big)
+  a = jnp.broadcast_to(a, b.shape)
+  scale, shift, low, high = jax.lax.associative_scan(_compose_clipped, (a, b, low, high))
+  return jnp.clip(scale * h0 + shift, low, high)
+
+
+_recurrence = jax.custom_vjp(_forward, nondiff_argnums=(5,))
+
+
+def _recurrence_fwd(z, u, bias, h0, lengths, activation):
+  hs = _forward(z, u, bias, h0, lengths, activation)
+  return hs, (hs, u, h0, lengths)
+
+
+def _recurrence_bwd(activation, residuals, dhs):
+  """e_t, the whole gradient reaching h_t, from e_t = dh_t + c_{t+1} e_{t+1}:
+  c_t = u * act'(h_t) on a valid step, 1 past the row's length (where
+  h_t = h_{t-1}); then dz_t = act'(h_t) e_t on valid steps, du = sum_t dz_t *
+  h_{t-1}, dbias = sum_t dz_t, dh0 = c_0 e_0."""
+  hs, u, h0, lengths = residuals
+  derivative = CLIPS[activation][2](hs)
+  valid = _valid_steps(lengths, hs)
+  carried = u * derivative if valid is None else jnp.where(valid, u * derivative, 1.0)
+  next_carried = jnp.concatenate([carried[1:], jnp.zeros_like(carried[:1])], axis=0)
+  _, e = jax.lax.associative_scan(_compose_affine, (next_carried, dhs), reverse=True)
+  dz = derivative * e if valid is None else jnp.where(valid, derivative * e, 0.0)
+  dh0 = carried[0] * e[0]
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  du, dbias = parallel.sum_over_devices(((dz * h_prev).sum(axis=(0, 1)), dz.sum(axis=(0, 1))))
+  return dz, du, dbias, dh0, None
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+def indrnn_scan(z: Array, u: Array, bias: Array, h0: Array, activation: str = "relu",
+                lengths: Array | None = None) -> Array:
+  """hs[T, B, H] of h_t = act(z_t + bias + u * h_{t-1}) from h0[B, H], by
+  associative scans forward and backward; u, bias [H]. With `lengths[B]` a
+  row keeps its state after its last step (the caller zeroes those outputs)."""
+  if activation not in CLIPS:
+    raise ValueError(f"the parallel IndRNN scan covers {tuple(CLIPS)}, not {activation!r}")
+  return _recurrence(z, u, bias, h0, lengths, activation)
