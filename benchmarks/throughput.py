@@ -1,36 +1,42 @@
-"""Training throughput of irnn_jax against PyTorch, and against the machine.
+"""Training throughput of irnn_jax against every peer, in one run.
 
-  python -m benchmarks.throughput [--quick] [--output=PATH.json] [--only=TEXT]
-                                  [--cpu_devices=N]
+  python -m benchmarks.throughput [--quick] [--json=PATH] [--only=TEXT] [--cpu_devices=N]
 
 1. The float32 matrix-product rate of jax.devices()[0], measured with a
    jitted chain of products (each written in place, so allocation does not
    count) of two shapes: "projection" [T*B, 128] x [128, 128] with T=784,
-   B=32 (the input projection of one 128-wide layer on sequential MNIST, the
-   heavy product of IndRNN), and "square" [2048, 2048] x [2048, 2048]. The
-   "% matmul" column and the targets use the projection rate, the rate this
-   workload's products can reach; the JSON has both.
-2. For each case, one training step (forward, backward, optimizer update) of
-   irnn_jax's own code path -- the config file (configs/sequential_mnist.py,
-   configs/adding.py), run.build_model, run.initial_state and
-   train.make_train_step, jitted with the state donated -- and of the same
-   model in PyTorch (benchmarks/torch_models.py, one process per case), plus a
-   plain `lax.scan` IndRNN (benchmarks/plain_scan.py) for IndRNN 6x128.
-   Cases: sequential MNIST (T=784, input 1, 10 classes from the last step,
-   hidden 128, batch 32 and 128, 1 and 6 layers, every cell; GRU uses the
-   LSTM config), the adding problem (T=1000 and 5000, input 2, one output,
-   MSE, batch 50 as configs/adding.py; IndRNN 2x128, the others 1x128), IRNN
-   1x100 at T=784 B=128, and IndRNN 6x128 with batch norm at T=5000 B=32 for
-   memory (model.remat on, and off without --quick).
+   B=32 (the input projection of one 128-wide layer on sequential MNIST), and
+   "square" [2048, 2048]^2. The "% matmul" column uses the projection rate.
+2. For each case (a cell and a shape) and each device count (1, and N with
+   --cpu_devices=N), one training step (forward, backward, optimizer update) of
+   - irnn_jax: its own code path, as experiments.main builds it (the config
+     file, run.build_model, run.initial_state, train.make_train_step), jitted
+     with the state donated, on a data mesh of that many devices;
+   - flax: `nn.RNN` over flax's stock cells (benchmarks/flax_models.py:
+     SimpleCell relu + identity for IRNN, SimpleCell tanh, LSTMCell,
+     OptimizedLSTMCell, GRUCell), on the same mesh, jit splitting the batch;
+   - PyTorch with as many threads as devices (benchmarks/torch_models.py, one
+     process per row): nn.RNN (relu, tanh), nn.LSTM, nn.GRU, and IndRNN as a
+     per-step loop;
+   - a plain `lax.scan` IndRNN (benchmarks/plain_scan.py), on one device.
+   Each row's `ratio_vs_best_peer` is its sequences/s over the fastest peer of
+   the same model, shape and device count.
+   Cases (--quick): T=784, input 1, 10 classes from the last step, Adam, as
+   configs/sequential_mnist.py: LSTM 1x128 at B=32 and 128, IRNN 1x100 B=128,
+   GRU and tanh RNN 1x128 B=32, IndRNN 6x128 B=32 with batch norm; and IndRNN
+   with impl "parallel" (associative scans) at T=784 and, on the adding
+   problem (configs/adding.py), both impls at T=5000, 2x128, B=50. The full
+   run adds the grid of every cell at 1 and 6 layers, B=32 and 128, the adding
+   problem at T=1000 and 5000, and IndRNN 6x128 T=5000 for memory.
 
 Malloc: both sides run with glibc malloc set to keep freed memory
 (irnn_jax/host_memory.py: this process, and each PyTorch child through its
-environment), as experiments.main trains; without it both fault their
-step's buffers back in every step. --default_malloc leaves both as they are.
+environment), as experiments.main trains; --default_malloc leaves both alone.
 
 Throughput: the first step after compiling is timed; if it took less than
---slow_seconds, enough further steps run to fill --min_seconds and they are
-the measurement (`warm`), else that one step is. Sequences/s = batch / time.
+--slow_seconds, --repeats timings of enough steps to fill --min_seconds
+follow and their median is the measurement (`warm`), else that one step is.
+Sequences/s = batch / time.
 
 FLOPs of one training step, matrix products only (elementwise work ignored):
   forward  = sum over layers of 2*T*B*D_l*G*H          (input projection)
@@ -38,21 +44,17 @@ FLOPs of one training step, matrix products only (elementwise work ignored):
              + 2*B*H*O                                 (head on the last step)
   step     = 3 * forward                               (backward = 2 x forward)
 with D_l the layer's input width, G the gates (1 IRNN/IndRNN/RNN, 4 LSTM,
-3 GRU), O the outputs. Achieved GFLOP/s = step FLOPs / seconds per step.
-
-Devices: with --cpu_devices=N the CPU is split into N JAX devices and
-irnn_jax's step runs on the data mesh of all of them, as `experiments.main
---cpu_devices=N` trains (each device its own rows of the batch, on its own
-core); the plain scan and the matmul rate run on one device either way.
+3 GRU), O the outputs. "% matmul" = step FLOPs / seconds over the measured
+projection rate (of the whole machine: XLA's CPU products use every core).
 
 Peak memory: JAX, from XLA's buffer assignment of the compiled step
 (`compiled.memory_analysis()`: arguments + outputs - donated aliases +
-temporaries; per device, so times the devices); PyTorch on CPU, the growth of the process's peak resident set
-size (VmHWM, restarted after a warm-up) over the training steps, after a tiny warm-up model; on a
-GPU, torch.cuda.max_memory_allocated. MB = 10^6 bytes.
+temporaries, per device, times the devices); PyTorch on CPU, the growth of the
+process's peak resident set size (VmHWM, restarted after a warm-up); on a GPU,
+torch.cuda.max_memory_allocated. MB = 10^6 bytes.
 
 PyTorch is a benchmark-only dependency (pip install torch==2.13.0), not in
-requirements.txt; without it the JAX side still runs.
+requirements.txt; without it the other rows still run.
 """
 
 import argparse
@@ -63,6 +65,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -70,19 +73,22 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from configs import adding as adding_config
 from configs import sequential_mnist as smnist_config
 from irnn_jax import cells, configlib, host_memory, models, optim, parallel, run, train
 from irnn_jax.data.adding import adding_batch
-from benchmarks import plain_scan
+from benchmarks import flax_models, plain_scan
 
 MB = 1e6
 CELLS = ("irnn", "indrnn", "lstm", "gru", "rnn")
 NO_TORCH = ("PyTorch not installed: pip install torch==2.13.0 "
             "(benchmark-only, not in requirements.txt)")
-TARGET_FRACTION, TARGET_TORCH_LOOP, TARGET_PLAIN_SCAN = 0.60, 15.0, 3.0
-TARGET_IRNN_TORCH, TARGET_MEMORY_MB = 2.0, 4000.0
+TORCH_NAMES = {"irnn": "torch nn.RNN(relu)", "rnn": "torch nn.RNN(tanh)",
+               "lstm": "torch nn.LSTM", "gru": "torch nn.GRU", "indrnn": "torch step loop"}
+TARGET_LSTM_TORCH, TARGET_FLAX = 1.2, 1.5
+TARGET_MEMORY_MB = 4000.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,17 +99,23 @@ class Case:
   batch: int
   layers: int
   hidden: int = 128
+  impl: str = "sequential"  # IndRNN's time loop: sequential | parallel.
+  peers: bool = True  # False: the rows of an equal shape measured the peers.
   torch: bool = True
   plain_scan: bool = False
   norm: bool | None = None  # None: as the config file says.
   remat: bool | None = None  # None: as the config file says.
-  label: str = ""  # Names a case that a target reads.
+  memory: bool = False  # Its peak memory is a target.
+
+  @property
+  def shape(self) -> str:
+    task = "sMNIST" if self.task == "smnist" else "adding"
+    extra = "" if self.remat is None else f" remat={'on' if self.remat else 'off'}"
+    return f"{task} T={self.seq_len} {self.layers}x{self.hidden} B={self.batch}{extra}"
 
   @property
   def name(self) -> str:
-    extra = "" if self.remat is None else f" remat={self.remat}"
-    return (f"{self.cell} {self.task} T={self.seq_len} {self.layers}x{self.hidden} "
-            f"B={self.batch}{extra}")
+    return f"{self.cell} {self.shape}" + ("" if self.impl == "sequential" else f" {self.impl}")
 
 
 def task_shape(task: str) -> tuple[str, int, int]:
@@ -112,18 +124,23 @@ def task_shape(task: str) -> tuple[str, int, int]:
 
 
 def cases(quick: bool) -> list[Case]:
-  """The target cases first, then the grid (full run only)."""
-  target = Case("indrnn", "smnist", 784, 32, 6, plain_scan=True, label="indrnn_6x128")
-  irnn = Case("irnn", "smnist", 784, 128, 1, hidden=100, label="irnn_1x100")
-  memory = Case("indrnn", "adding", 5000, 32, 6, norm=True, remat=True,
-                torch=not quick, label="memory")
+  """The target cases first, then (full run) the grid."""
+  targets = [Case("lstm", "smnist", 784, 32, 1), Case("lstm", "smnist", 784, 128, 1),
+             Case("irnn", "smnist", 784, 128, 1, hidden=100),
+             Case("gru", "smnist", 784, 32, 1), Case("rnn", "smnist", 784, 32, 1),
+             Case("indrnn", "smnist", 784, 32, 6, plain_scan=True),
+             Case("indrnn", "smnist", 784, 32, 6, impl="parallel", peers=False),
+             Case("indrnn", "adding", 5000, 50, 2),
+             Case("indrnn", "adding", 5000, 50, 2, impl="parallel", peers=False)]
   if quick:
-    return [target, irnn, memory]
+    return targets
+  memory = Case("indrnn", "adding", 5000, 32, 6, norm=True, remat=True, memory=True)
+  done = {(c.cell, c.shape) for c in targets}
   grid = [Case(c, "smnist", 784, b, n) for c in CELLS for n in (1, 6) for b in (32, 128)]
-  grid = [c for c in grid if (c.cell, c.layers, c.batch) != ("indrnn", 6, 32)]
-  add = [Case(c, "adding", t, 50, 2 if c == "indrnn" else 1)
-         for t in (1000, 5000) for c in CELLS]
-  return [target, irnn, memory, dataclasses.replace(memory, remat=False)] + grid + add
+  grid += [Case(c, "adding", t, 50, 2 if c == "indrnn" else 1)
+           for t in (1000, 5000) for c in CELLS]
+  grid = [c for c in grid if (c.cell, c.shape) not in done]
+  return targets + [memory, dataclasses.replace(memory, remat=False)] + grid
 
 
 def case_config(case: Case):
@@ -131,17 +148,19 @@ def case_config(case: Case):
   variant = "lstm" if case.cell == "gru" else case.cell
   if case.task == "smnist":
     c = smnist_config.get_config(variant)
-    if c.data.seq_len != case.seq_len:
-      raise ValueError(f"sequential MNIST has T={c.data.seq_len}, not {case.seq_len}")
+    if case.seq_len != 784:
+      raise ValueError(f"pixel MNIST has T=784, not {case.seq_len}")
   else:
     c = adding_config.get_config(variant)
     c.data.seq_len = case.seq_len
   c.model.cell = case.cell
   c.model.num_layers, c.model.hidden_size = case.layers, case.hidden
   c.data.batch_size = case.batch
+  if case.cell == "indrnn":
+    c.model.cells.indrnn.impl = case.impl
   if case.norm is not None:
     c.model.norm = "sequence" if case.norm else "none"
-  if case.remat is not None and hasattr(c.model, "remat"):
+  if case.remat is not None:
     c.model.remat = case.remat
   configlib.validate(c)
   return c
@@ -215,19 +234,21 @@ def time_steps(advance, state, args) -> dict:
   start = time.perf_counter()
   state = jax.block_until_ready(advance(state))
   first = time.perf_counter() - start
-  steps, seconds = 1, first
-  if first < args.slow_seconds:
-    steps = max(1, min(args.max_steps, math.ceil(args.min_seconds / first)))
+  if first >= args.slow_seconds:
+    return {"seconds_per_step": first, "steps": 1, "warm": False}
+  steps = max(1, min(args.max_steps, math.ceil(args.min_seconds / args.repeats / first)))
+  timings = []
+  for _ in range(args.repeats):
     start = time.perf_counter()
     for _ in range(steps):
       state = advance(state)
     jax.block_until_ready(state)
-    seconds = time.perf_counter() - start
-  return {"seconds_per_step": seconds / steps, "steps": steps,
-          "warm": first < args.slow_seconds}
+    timings.append((time.perf_counter() - start) / steps)
+  return {"seconds_per_step": statistics.median(timings), "steps": steps,
+          "repeats": args.repeats, "spread": (min(timings), max(timings)), "warm": True}
 
 
-def measure_jax(step, state, batch, unpack, args, devices: int = 1) -> dict:
+def measure_jax(step, state, batch, unpack, args, devices: int) -> dict:
   """Compile `step` for (state, batch), read its memory (XLA's analysis is
   per device: times `devices`), time it."""
   start = time.perf_counter()
@@ -235,11 +256,8 @@ def measure_jax(step, state, batch, unpack, args, devices: int = 1) -> dict:
   memory = compiled_memory(compiled)
   if devices > 1 and memory["peak_mb"] is not None:
     memory = {k: v * devices for k, v in memory.items()}
-  result = {"compile_seconds": time.perf_counter() - start, "devices": devices, **memory}
+  result = {"compile_seconds": time.perf_counter() - start, **memory}
   result.update(time_steps(lambda s: unpack(compiled(s, batch)), state, args))
-  stats = jax.devices()[0].memory_stats()
-  if stats and "peak_bytes_in_use" in stats:  # GPU: the process's peak so far.
-    result["device_peak_mb_so_far"] = stats["peak_bytes_in_use"] / MB
   return result
 
 
@@ -251,13 +269,16 @@ def case_spec(case: Case, inputs: np.ndarray) -> run.DataSpec:
                       input_dtype=str(inputs.dtype), carries_state=False)
 
 
-def run_irnn_jax(case: Case, config, host_batch, args) -> dict:
-  """The training step exactly as experiments.main builds it (irnn_jax.run),
-  on the data mesh of all devices (--cpu_devices)."""
+def device_mesh(devices: int) -> Mesh:
+  """The data mesh of the first `devices` JAX devices."""
+  return Mesh(np.array(jax.devices()[:devices]), (parallel.DATA_AXIS,))
+
+
+def run_irnn_jax(case: Case, config, host_batch, args, mesh) -> dict:
+  """The training step exactly as experiments.main builds it (irnn_jax.run)."""
   task = task_shape(case.task)[0]
   model = run.build_model(config, case_spec(case, host_batch["inputs"]))
   tx = optim.make_optimizer(config.optimizer)
-  mesh = parallel.data_mesh()
   parallel.check_divisible(case.batch, "batch of this case", mesh)
   state = parallel.replicate(run.initial_state(config, model, tx, host_batch["inputs"]), mesh)
   step = train.make_train_step(config, model, tx, task, mesh=mesh)
@@ -265,13 +286,21 @@ def run_irnn_jax(case: Case, config, host_batch, args) -> dict:
                      lambda out: out[0], args, mesh.devices.size)
 
 
+def run_flax(case: Case, config, host_batch, args, mesh, peer: str) -> dict:
+  task, _, num_outputs = task_shape(case.task)
+  state, step = flax_models.make(config, task, case.cell, peer, num_outputs,
+                                 host_batch["inputs"], mesh)
+  return measure_jax(step, state, parallel.shard_batch(host_batch, mesh), lambda out: out,
+                     args, mesh.devices.size)
+
+
 def run_plain_scan(case: Case, config, batch, args) -> dict:
   task, input_dim, num_outputs = task_shape(case.task)
   state, step = plain_scan.make(config, task, input_dim, num_outputs)
-  return measure_jax(step, state, batch, lambda out: out, args)
+  return measure_jax(step, state, batch, lambda out: out, args, 1)
 
 
-def run_torch(case: Case, config, args) -> dict:
+def run_torch(case: Case, config, args, threads: int) -> dict:
   """The PyTorch model in a child process (benchmarks/torch_models.py)."""
   task, input_dim, num_outputs = task_shape(case.task)
   on_gpu = jax.devices()[0].platform == "gpu"
@@ -283,7 +312,8 @@ def run_torch(case: Case, config, args) -> dict:
                            float("inf")),
           "learning_rate": config.optimizer.learning_rate,
           "clip_global_norm": config.optimizer.clip_global_norm,
-          "device": "cuda" if on_gpu else "cpu", "min_seconds": args.min_seconds,
+          "device": "cuda" if on_gpu else "cpu", "threads": threads,
+          "min_seconds": args.min_seconds, "repeats": args.repeats,
           "max_steps": args.max_steps, "slow_seconds": args.slow_seconds}
   command = [sys.executable, "-m", "benchmarks.torch_models", json.dumps(spec)]
   env = None if args.default_malloc else dict(os.environ, **host_memory.ENVIRONMENT)
@@ -297,42 +327,58 @@ def run_torch(case: Case, config, args) -> dict:
   return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_case(case: Case, args, have_torch: bool) -> list[dict]:
-  """One row for irnn_jax (with its PyTorch baseline), one for the plain scan."""
+def measured_rows(case: Case, args, have_torch: bool, device_counts) -> list[dict]:
+  """One row per (implementation, device count) of this case."""
   config = case_config(case)
   _, input_dim, num_outputs = task_shape(case.task)
   host_batch = make_batch(case)
-  batch = jax.device_put(host_batch)
   flops = train_flops(case.cell, case.layers, input_dim, case.hidden, case.seq_len,
                       case.batch, num_outputs)
-  base = {"case": case.name, **dataclasses.asdict(case), "flops_per_step": flops,
-          "remat_field": hasattr(config.model, "remat")}
-  row = dict(base, impl="irnn_jax", jax=run_irnn_jax(case, config, host_batch, args))
-  if not case.torch:
-    row["torch"] = {"skipped": "not in --quick"}
-  elif not have_torch:
-    row["torch"] = {"skipped": "PyTorch not installed"}
-  else:
-    row["torch"] = run_torch(case, config, args)
-  rows = [row]
-  if case.plain_scan:
-    rows.append(dict(base, impl="plain lax.scan", label=case.label + "_plain",
-                     jax=run_plain_scan(case, config, batch, args),
-                     torch={"skipped": "baseline row"}))
+  base = {"model": case.cell, "shape": case.shape, "case": case.name, "task": case.task,
+          "seq_len": case.seq_len, "batch": case.batch, "layers": case.layers,
+          "hidden": case.hidden, "memory_target": case.memory, "flops_per_step": flops}
+  own = "irnn_jax" + ("" if case.impl == "sequential" else f" {case.impl}")
+  rows = []
+  for devices in device_counts:
+    mesh = device_mesh(devices)
+    measured = [(own, run_irnn_jax(case, config, host_batch, args, mesh))]
+    if case.peers:
+      if case.layers == 1:
+        measured += [(f"flax {peer}", run_flax(case, config, host_batch, args, mesh, peer))
+                     for peer in flax_models.PEERS.get(case.cell, ())]
+      if case.torch and have_torch:
+        measured.append((TORCH_NAMES[case.cell], run_torch(case, config, args, devices)))
+      if case.plain_scan and devices == 1:
+        measured.append(("plain lax.scan",
+                         run_plain_scan(case, config, jax.device_put(host_batch), args)))
+    rows += [dict(base, impl=impl, devices=devices, own=impl == own, result=result)
+             for impl, result in measured]
   return rows
 
 
 def add_rates(row: dict, matmul_gflops: float):
-  """Sequences/s, achieved GFLOP/s, fraction of the matmul rate, speedup."""
-  for side in ("jax", "torch"):
-    r = row[side]
-    if "seconds_per_step" in r:
-      r["sequences_per_second"] = row["batch"] / r["seconds_per_step"]
-  seconds = row["jax"]["seconds_per_step"]
-  row["gflops"] = row["flops_per_step"] / seconds / 1e9
-  row["fraction_of_matmul"] = row["gflops"] / matmul_gflops
-  if "seconds_per_step" in row["torch"]:
-    row["speedup_over_torch"] = row["torch"]["seconds_per_step"] / seconds
+  """Sequences/s, achieved GFLOP/s and the fraction of the matmul rate."""
+  seconds = row["result"].get("seconds_per_step")
+  row["seq_per_s"] = None if seconds is None else row["batch"] / seconds
+  row["peak_mb"] = row["result"].get("peak_mb")
+  row["gflops"] = None if seconds is None else row["flops_per_step"] / seconds / 1e9
+  row["fraction_of_matmul"] = None if seconds is None else row["gflops"] / matmul_gflops
+
+
+def add_peer_ratios(rows: list[dict]):
+  """Each irnn_jax row: the fastest peer of its model, shape and device count,
+  and its sequences/s over that peer's."""
+  for row in rows:
+    if not row["own"]:
+      continue
+    peers = [r for r in rows if not r["own"] and r["seq_per_s"] is not None and
+             (r["model"], r["shape"], r["devices"]) == (row["model"], row["shape"],
+                                                         row["devices"])]
+    best = max(peers, key=lambda r: r["seq_per_s"], default=None)
+    row["best_peer"] = None if best is None else best["impl"]
+    row["best_peer_seq_per_s"] = None if best is None else best["seq_per_s"]
+    row["ratio_vs_best_peer"] = (None if best is None or row["seq_per_s"] is None
+                                 else row["seq_per_s"] / best["seq_per_s"])
 
 
 def _fmt(value, spec: str) -> str:
@@ -340,23 +386,17 @@ def _fmt(value, spec: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-  head = ("| cell | shape | layers | batch | jax seq/s | torch seq/s | speedup "
-          "(torch s / jax s) | GFLOP/s | % matmul | jax peak MB | torch peak MB |")
-  lines = [head, "|" + "---|" * 11]
+  head = ("| model | shape | devices | impl | seq/s | ratio vs best peer | best peer "
+          "| % matmul | peak MB |")
+  lines = [head, "|" + "---|" * 9]
   for r in rows:
-    cell = r["cell"] + (" (plain scan)" if r["impl"] != "irnn_jax" else "")
-    shape = f"{'sMNIST' if r['task'] == 'smnist' else 'adding'} T={r['seq_len']}"
-    if r["remat"] is not None:
-      shape += f", remat={'on' if r['remat'] else 'off'}"
-    torch = r["torch"]
     lines.append(" | ".join([
-        "", cell, shape, f"{r['layers']}x{r['hidden']}", str(r["batch"]),
-        _fmt(r["jax"].get("sequences_per_second"), ".1f"),
-        _fmt(torch.get("sequences_per_second"), ".1f"),
-        _fmt(r.get("speedup_over_torch"), ".2f"),
-        _fmt(r["gflops"], ".1f"), _fmt(100 * r["fraction_of_matmul"], ".0f"),
-        _fmt(r["jax"].get("peak_mb"), ".0f"), _fmt(torch.get("peak_mb"), ".0f"),
-        ""]).strip())
+        "", r["model"], r["shape"], str(r["devices"]), r["impl"],
+        _fmt(r["seq_per_s"], ",.1f"), _fmt(r.get("ratio_vs_best_peer"), ".2f"),
+        r.get("best_peer") or ("-" if r["own"] else ""),
+        _fmt(None if r["fraction_of_matmul"] is None else 100 * r["fraction_of_matmul"],
+             ".0f"),
+        _fmt(r["peak_mb"], ",.0f"), ""]).strip())
   return "\n".join(lines)
 
 
@@ -369,61 +409,70 @@ def _check(name: str, value, target: float, above: bool, unit: str = "") -> dict
                               f"(target {sign} {target:g}{unit})"}
 
 
+def _ratio(rows, row, peer_prefix: str):
+  """row's sequences/s over the fastest peer whose impl starts with the prefix."""
+  peers = [r["seq_per_s"] for r in rows if r["impl"].startswith(peer_prefix)
+           and r["seq_per_s"] and (r["model"], r["shape"], r["devices"]) ==
+           (row["model"], row["shape"], row["devices"])]
+  return row["seq_per_s"] / max(peers) if peers and row["seq_per_s"] else None
+
+
 def check_targets(rows: list[dict]) -> list[dict]:
-  """The speed targets, read from the labelled rows."""
-  by_label = {r["label"]: r for r in rows if r["label"] and r["impl"] == "irnn_jax"}
-  plain = next((r for r in rows if r["label"] == "indrnn_6x128_plain"), None)
-  checks = []
-  ind = by_label.get("indrnn_6x128")
-  if ind:
-    name = "IndRNN 6x128 T=784 B=32"
-    checks.append(_check(f"{name}: fraction of the projection matmul rate",
-                         ind["fraction_of_matmul"], TARGET_FRACTION, True))
-    checks.append(_check(f"{name}: speedup over the PyTorch loop",
-                         ind.get("speedup_over_torch"), TARGET_TORCH_LOOP, True, "x"))
-    if plain:
-      checks.append(_check(f"{name}: speedup over the plain lax.scan",
-                           plain["jax"]["seconds_per_step"] / ind["jax"]["seconds_per_step"],
-                           TARGET_PLAIN_SCAN, True, "x"))
-  irnn = by_label.get("irnn_1x100")
-  if irnn:
-    checks.append(_check("IRNN 1x100 T=784 B=128: speedup over torch nn.RNN(relu)",
-                         irnn.get("speedup_over_torch"), TARGET_IRNN_TORCH, True, "x"))
-  for r in rows:
-    if r["label"] == "memory":
-      remat = "" if r["remat"] is None or not r["remat_field"] else (
-          f", remat={'on' if r['remat'] else 'off'}")
-      checks.append(_check(f"IndRNN 6x128 T=5000 B=32{remat}: peak memory (MB)",
-                           r["jax"].get("peak_mb"), TARGET_MEMORY_MB, False, " MB"))
+  """LSTM against nn.LSTM at the most devices and against flax at one;
+  IRNN, tanh RNN and GRU against flax at one; every irnn_jax row ahead of
+  its best peer; the memory case's peak."""
+  checks, most = [], max((r["devices"] for r in rows), default=1)
+  for row in (r for r in rows if r["own"]):
+    where = f"{row['model']} {row['shape']} {row['impl']}, {row['devices']} device(s)"
+    if row["model"] == "lstm" and row["devices"] == most and row["layers"] == 1:
+      checks.append(_check(f"{where}: vs torch nn.LSTM, {most} thread(s)",
+                           _ratio(rows, row, "torch"), TARGET_LSTM_TORCH, True, "x"))
+    if row["devices"] == 1 and row["layers"] == 1 and row["model"] in flax_models.PEERS:
+      goal = 1.0 if row["model"] == "lstm" else TARGET_FLAX
+      checks.append(_check(f"{where}: vs flax's best cell", _ratio(rows, row, "flax"),
+                           goal, True, "x"))
+    if row.get("ratio_vs_best_peer") is not None:
+      checks.append(_check(f"{where}: vs best peer ({row['best_peer']})",
+                           row["ratio_vs_best_peer"], 1.0, True, "x"))
+    if row["memory_target"]:
+      checks.append(_check(f"{where}: peak memory (MB)", row["peak_mb"], TARGET_MEMORY_MB,
+                           False, " MB"))
   return checks
 
 
 def machine() -> dict:
   device = jax.devices()[0]
+  versions = {"python": platform.python_version(), "jax": jax.__version__}
+  for package in ("flax", "optax", "torch"):
+    if importlib.util.find_spec(package) is not None:
+      versions[package] = importlib.import_module(package).__version__
   return {"device": str(device), "platform": device.platform,
           "device_kind": device.device_kind, "cpu_count": os.cpu_count(),
-          "load_average": os.getloadavg(), "python": platform.python_version(),
-          "jax": jax.__version__,
+          "cpu": platform.processor() or platform.machine(),
+          "load_average": os.getloadavg(), **versions,
           "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--quick", action="store_true",
-                 help="only the target cases (under 2 minutes on a 2-core CPU)")
-  p.add_argument("--output", default="benchmarks/results.json", help="JSON file to write")
+                 help="only the target cases (under 10 minutes on a 2-core CPU)")
+  p.add_argument("--json", default="benchmarks/results.json",
+                 help="JSON file to write: the machine, one row per (model, shape, devices, "
+                      "impl), the targets")
   p.add_argument("--only", default="", help="run only cases whose name contains this")
   p.add_argument("--min_seconds", type=float, default=3.0,
-                 help="time at least this long per measurement")
+                 help="time at least this long per measurement, over all repeats")
+  p.add_argument("--repeats", type=int, default=3, help="timings per measurement; the median")
   p.add_argument("--slow_seconds", type=float, default=4.0,
                  help="a first step this slow is the measurement")
   p.add_argument("--max_steps", type=int, default=50)
   p.add_argument("--torch_timeout", type=float, default=300.0,
-                 help="seconds allowed for one PyTorch case")
+                 help="seconds allowed for one PyTorch row")
   p.add_argument("--cpu_devices", type=int, default=1,
-                 help="split the CPU into this many JAX devices, as experiments.main "
-                      "--cpu_devices does: irnn_jax's step then runs one device per "
-                      "core (the plain scan and the matmul rate stay on one)")
+                 help="split the CPU into this many JAX devices (one per core), as "
+                      "experiments.main --cpu_devices does, and measure every row at 1 "
+                      "device and at this many (PyTorch with as many threads)")
   p.add_argument("--default_malloc", action="store_true",
                  help="leave glibc malloc as it is on both sides, instead of setting "
                       "both to keep freed memory (irnn_jax/host_memory.py)")
@@ -440,11 +489,11 @@ def main(argv=None):
   have_torch = importlib.util.find_spec("torch") is not None
   if not have_torch:
     print(NO_TORCH, flush=True)
-  info = dict(machine(), malloc=malloc)
-  info["jax_devices"] = jax.device_count()
+  info = dict(machine(), malloc=malloc, jax_devices=jax.device_count())
+  device_counts = sorted({1, jax.device_count()})
   print(f"device {info['device']} ({info['device_kind']}) x{info['jax_devices']}, "
-        f"{info['cpu_count']} CPUs, "
-        f"load average {info['load_average'][0]:.1f}, malloc: {malloc}", flush=True)
+        f"{info['cpu_count']} CPUs, load average {info['load_average'][0]:.1f}, "
+        f"malloc: {malloc}, rows at {device_counts} device(s)", flush=True)
   projection = matmul_rate(784 * 32, 128)
   square = matmul_rate(2048, 2048)
   print(f"matmul float32: projection [25088,128]x[128,128] {projection:.1f} GFLOP/s "
@@ -455,10 +504,13 @@ def main(argv=None):
     if args.only and args.only not in case.name:
       continue
     case_start = time.time()
-    for row in run_case(case, args, have_torch):
+    for row in measured_rows(case, args, have_torch, device_counts):
       add_rates(row, projection)
       rows.append(row)
+      print(f"  {case.name}, {row['devices']} device(s), {row['impl']}: "
+            f"{_fmt(row['seq_per_s'], ',.1f')} seq/s", file=sys.stderr, flush=True)
     print(f"  {case.name}: {time.time() - case_start:.0f} s", file=sys.stderr, flush=True)
+  add_peer_ratios(rows)
 
   print(table(rows))
   checks = check_targets(rows)
@@ -467,15 +519,15 @@ def main(argv=None):
   info["load_average_end"] = os.getloadavg()
   total = time.time() - start
   print(f"total {total:.0f} s", flush=True)
-  result = {"mode": "quick" if args.quick else "full", "machine": info,
-            "torch_installed": have_torch, "seconds": total,
+  result = {"mode": "quick" if args.quick else "full", "command": " ".join(sys.argv),
+            "machine": info, "torch_installed": have_torch, "seconds": total,
             "matmul_gflops": {"projection_25088x128x128": projection,
                               "square_2048": square, "used": "projection"},
             "rows": rows, "targets": checks, "table": table(rows)}
-  os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-  with open(args.output, "w") as f:
+  os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+  with open(args.json, "w") as f:
     json.dump(result, f, indent=2)
-  print(f"wrote {args.output}")
+  print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

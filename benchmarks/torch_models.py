@@ -21,6 +21,7 @@ On a GPU the same code runs on CUDA (cuDNN for RNN, LSTM and GRU).
 import json
 import math
 import resource
+import statistics
 import sys
 import time
 
@@ -160,8 +161,10 @@ def run(spec: dict) -> dict:
   A tiny copy of the model (2 steps) trains first so that libraries and
   kernels are loaded before the memory baseline is read. The first real step
   is timed; if it took `slow_seconds` or more it is the measurement, else
-  enough further steps run to fill `min_seconds`.
+  the median of `repeats` timings of enough steps to fill `min_seconds` is.
+  Runs on `threads` threads.
   """
+  torch.set_num_threads(spec["threads"])
   cuda = spec["device"] == "cuda" and torch.cuda.is_available()
   device = torch.device("cuda" if cuda else "cpu")
   sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -180,19 +183,22 @@ def run(spec: dict) -> dict:
   step = make_step(spec, model)
   x, y = make_batch(spec, device)
   first = timed(lambda: step(x, y), sync)
-  steps, seconds = 1, first
+  result = {"seconds_per_step": first, "steps": 1, "warm": False}
   if first < spec["slow_seconds"]:
-    steps = max(1, min(spec["max_steps"], math.ceil(spec["min_seconds"] / first)))
+    steps = max(1, min(spec["max_steps"],
+                       math.ceil(spec["min_seconds"] / spec["repeats"] / first)))
 
     def many():
       for _ in range(steps):
         step(x, y)
 
-    seconds = timed(many, sync)
+    timings = [timed(many, sync) / steps for _ in range(spec["repeats"])]
+    result = {"seconds_per_step": statistics.median(timings), "steps": steps,
+              "repeats": spec["repeats"], "spread": (min(timings), max(timings)),
+              "warm": True}
   peak = (torch.cuda.max_memory_allocated() / MB if cuda
           else peak_rss_mb() - rss_before)
-  return {"seconds_per_step": seconds / steps, "steps": steps,
-          "warm": first < spec["slow_seconds"], "peak_mb": peak, "device": str(device),
+  return {**result, "peak_mb": peak, "device": str(device),
           "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
