@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from irnn_jax import optim, parallel, tasks
+from irnn_jax import initializers, optim, parallel, tasks
 
 PEERS = {"irnn": ("SimpleCell",), "rnn": ("SimpleCell",),
          "lstm": ("LSTMCell", "OptimizedLSTMCell"), "gru": ("GRUCell",)}
@@ -29,7 +29,7 @@ def make_cell(cell: str, peer: str, hidden: int) -> nn.RNNCellBase:
   if cell == "irnn":
     return nn.SimpleCell(hidden, activation_fn=nn.relu,
                          kernel_init=nn.initializers.normal(0.001),
-                         recurrent_kernel_init=nn.initializers.identity())
+                         recurrent_kernel_init=initializers.scaled_identity(1.0))
   if cell == "rnn":
     return nn.SimpleCell(hidden)
   if peer not in PEERS.get(cell, ()):

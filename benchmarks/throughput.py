@@ -296,6 +296,8 @@ def run_flax(case: Case, config, host_batch, args, mesh, peer: str) -> dict:
 
 def run_plain_scan(case: Case, config, batch, args) -> dict:
   task, input_dim, num_outputs = task_shape(case.task)
+  config = config.copy_and_resolve_references()
+  config.data.seq_len = case.seq_len  # What it bounds u by (MNIST configs derive it).
   state, step = plain_scan.make(config, task, input_dim, num_outputs)
   return measure_jax(step, state, batch, lambda out: out, args, 1)
 
