@@ -49,8 +49,14 @@ class Checkpointer:
 
   def __init__(self, directory: str, every: int, keep: int):
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(save_interval_steps=every,
-                                           max_to_keep=keep)
+    # Orbax names the barriers of an asynchronous save after the step, so two
+    # managers saving the same step at once (checkpoints/ and checkpoints_best/)
+    # would share barriers across processes and can hang; a prefix per
+    # directory keeps them apart.
+    multiprocessing = ocp.options.MultiprocessingOptions(
+        barrier_sync_key_prefix=os.path.basename(self.directory))
+    options = ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep,
+                                           multiprocessing_options=multiprocessing)
     self._manager = ocp.CheckpointManager(
         self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler())
 

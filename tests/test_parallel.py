@@ -1,6 +1,7 @@
 """Data parallelism: a run on a mesh of 4 (virtual CPU) devices, and a run of
 two processes joined by jax.distributed over loopback, match one device."""
 
+import concurrent.futures
 import os
 import socket
 import subprocess
@@ -229,6 +230,21 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+def _communicate_all(procs, timeout):
+  """Every process's (stdout, stderr), read side by side; on a timeout all are
+  killed and the error shows what each one printed."""
+  with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
+    futures = [pool.submit(p.communicate, timeout=timeout) for p in procs]
+    concurrent.futures.wait(futures, timeout=timeout + 5)
+    if all(f.done() and f.exception() is None for f in futures):
+      return [f.result() for f in futures]
+    for p in procs:
+      p.kill()
+    tails = [f"process {i}:\n" + "".join(p.communicate()[1] or "")[-2000:]
+             for i, p in enumerate(procs)]
+  raise AssertionError(f"not all processes ended within {timeout} s\n" + "\n".join(tails))
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_device(tmp_path):
   """Each process has one CPU device and feeds it its own half of every batch;
@@ -241,9 +257,9 @@ def test_two_processes_match_one_device(tmp_path):
       [sys.executable, "-c", SCRIPT, str(workdir), str(tmp_path / f"params_p{i}.npy"),
        "indrnn", address, "2", str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True) for i in range(2)]
-  outputs = [p.communicate(timeout=300) for p in procs]
-  for p, (out, err) in zip(procs, outputs):
-    assert p.returncode == 0, err[-3000:]
+  outputs = _communicate_all(procs, timeout=300)
+  for i, (p, (out, err)) in enumerate(zip(procs, outputs)):
+    assert p.returncode == 0, f"process {i} exited {p.returncode}:\n{err[-3000:]}"
     assert "devices 2 processes 2" in out
   one, one_mse = _run(tmp_path, 1)
   for i, (out, _) in enumerate(outputs):
