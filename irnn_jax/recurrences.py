@@ -417,16 +417,26 @@ def dense_scan_autodiff(z: Array, w_h: Array, h0: Array, activation: str = "relu
                          lengths)
 
 
+def _lstm_gate_scales(hidden: int, dtype):
+  """(scale, shift) [4H] with sigmoid(a * scale) * scale + shift = the gate
+  activations (sigmoid i, f, o; tanh g = 2 sigmoid(2a) - 1) of a[B, 4H] in one
+  elementwise op over all four gates: on a CPU the per-gate ops on column
+  slices ran at half the speed."""
+  one, zero = jnp.ones(hidden, dtype), jnp.zeros(hidden, dtype)
+  return jnp.concatenate([one, one, 2 * one, one]), jnp.concatenate([zero, zero, -one, zero])
+
+
 def _lstm_forward(z, w_h, bias, h0, c0, lengths):
   """(hs, cs, gates): h and c [T, B, H] of every step (past a row's length,
   its last valid ones), and the gate activations (sigmoid i, f, o; tanh g)
   [T, B, 4H], written over z in its own buffer."""
+  scale, shift = _lstm_gate_scales(h0.shape[-1], z.dtype)
 
   def body(t, state):
     h, c, gates, hs, cs = state
-    a_i, a_f, a_g, a_o = jnp.split(_index(gates, t) + bias + h @ w_h, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jnp.tanh(a_g), jax.nn.sigmoid(a_o)
-    gates = jax.lax.dynamic_update_index_in_dim(gates, jnp.concatenate([i, f, g, o], -1), t, 0)
+    act = jax.nn.sigmoid((_index(gates, t) + bias + h @ w_h) * scale) * scale + shift
+    gates = jax.lax.dynamic_update_index_in_dim(gates, act, t, 0)
+    i, f, g, o = jnp.split(act, 4, axis=-1)
     c_new = f * c + i * g
     h, c = _where_valid(_valid_at(lengths, t), (o * jnp.tanh(c_new), c_new), (h, c))
     hs = jax.lax.dynamic_update_index_in_dim(hs, h, t, 0)
@@ -456,17 +466,21 @@ def _lstm_bwd(residuals, cotangents):
   hs, cs, gates, w_h, h0, c0, lengths = residuals
   dhs, dc_last = cotangents
   w_t, steps = w_h.T, hs.shape[0]
+  scale, shift = _lstm_gate_scales(h0.shape[-1], gates.dtype)
 
   def body(k, state):
     dh_next, dc_next, das = state
     t = steps - 1 - k
-    i, f, g, o = jnp.split(_index(gates, t), 4, axis=-1)
+    act = _index(gates, t)
+    i, f, g, o = jnp.split(act, 4, axis=-1)
     c_prev = _previous(cs, t, c0)
     dh = _index(dhs, t) + dh_next
     tanh_c = jnp.tanh(_index(cs, t))
     dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)
-    da = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
-                          dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)], axis=-1)
+    # d act / d a over all four gates at once: scale^2 s (1 - s), s the sigmoid.
+    s = (act - shift) / scale
+    da = (jnp.concatenate([dc * g, dc * c_prev, dc * i, dh * tanh_c], axis=-1)
+          * (scale * scale) * s * (1.0 - s))
     dh_prev, dc_prev = da @ w_t, dc * f
     valid = _valid_at(lengths, t)
     if valid is not None:  # Past the row's length (h, c) passed through unchanged.
