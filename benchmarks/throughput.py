@@ -367,20 +367,30 @@ def add_rates(row: dict, matmul_gflops: float):
   row["fraction_of_matmul"] = None if seconds is None else row["gflops"] / matmul_gflops
 
 
+def _fastest_peer(rows: list[dict], row: dict, prefix: str = "") -> dict | None:
+  """The fastest measured peer row (impl starting with `prefix`) of row's
+  model, shape and device count; None when there is none."""
+  peers = [r for r in rows if not r["own"] and r["seq_per_s"] and r["impl"].startswith(prefix)
+           and (r["model"], r["shape"], r["devices"]) == (row["model"], row["shape"],
+                                                          row["devices"])]
+  return max(peers, key=lambda r: r["seq_per_s"], default=None)
+
+
+def _ratio(rows: list[dict], row: dict, prefix: str = ""):
+  """row's sequences/s over `_fastest_peer`'s (None if either is missing)."""
+  best = _fastest_peer(rows, row, prefix)
+  return None if best is None or row["seq_per_s"] is None else row["seq_per_s"] / best["seq_per_s"]
+
+
 def add_peer_ratios(rows: list[dict]):
   """Each irnn_jax row: the fastest peer of its model, shape and device count,
   and its sequences/s over that peer's."""
   for row in rows:
-    if not row["own"]:
-      continue
-    peers = [r for r in rows if not r["own"] and r["seq_per_s"] is not None and
-             (r["model"], r["shape"], r["devices"]) == (row["model"], row["shape"],
-                                                         row["devices"])]
-    best = max(peers, key=lambda r: r["seq_per_s"], default=None)
-    row["best_peer"] = None if best is None else best["impl"]
-    row["best_peer_seq_per_s"] = None if best is None else best["seq_per_s"]
-    row["ratio_vs_best_peer"] = (None if best is None or row["seq_per_s"] is None
-                                 else row["seq_per_s"] / best["seq_per_s"])
+    if row["own"]:
+      best = _fastest_peer(rows, row)
+      row["best_peer"] = None if best is None else best["impl"]
+      row["best_peer_seq_per_s"] = None if best is None else best["seq_per_s"]
+      row["ratio_vs_best_peer"] = _ratio(rows, row)
 
 
 def _fmt(value, spec: str) -> str:
@@ -409,14 +419,6 @@ def _check(name: str, value, target: float, above: bool, unit: str = "") -> dict
   return {"target": name, "value": value, "goal": f"{sign} {target:g}{unit}",
           "pass": ok, "line": f"{'PASS' if ok else 'FAIL'}  {name}: {shown} "
                               f"(target {sign} {target:g}{unit})"}
-
-
-def _ratio(rows, row, peer_prefix: str):
-  """row's sequences/s over the fastest peer whose impl starts with the prefix."""
-  peers = [r["seq_per_s"] for r in rows if r["impl"].startswith(peer_prefix)
-           and r["seq_per_s"] and (r["model"], r["shape"], r["devices"]) ==
-           (row["model"], row["shape"], row["devices"])]
-  return row["seq_per_s"] / max(peers) if peers and row["seq_per_s"] else None
 
 
 def check_targets(rows: list[dict]) -> list[dict]:

@@ -24,7 +24,7 @@ already cheap, the loop is faster; on an accelerator the depth wins.
 import jax
 import jax.numpy as jnp
 
-from irnn_jax import parallel
+from irnn_jax import parallel, recurrences
 
 Array = jax.Array
 
@@ -82,9 +82,7 @@ def _compose_affine(first, second):
 
 def _valid_steps(lengths, z):
   """valid[T, B, 1] (None without lengths)."""
-  if lengths is None:
-    return None
-  return (jnp.arange(z.shape[0])[:, None] < lengths[None, :])[..., None]
+  return None if lengths is None else recurrences.step_mask(lengths, z.shape[0])
 
 
 def _forward(z, u, bias, h0, lengths, activation):
@@ -140,3 +138,15 @@ def indrnn_scan(z: Array, u: Array, bias: Array, h0: Array, activation: str = "r
   if activation not in CLIPS:
     raise ValueError(f"the parallel IndRNN scan covers {tuple(CLIPS)}, not {activation!r}")
   return _recurrence(z, u, bias, h0, lengths, activation)
+
+
+def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
+                     bias: Array | None = None, moments: bool = False,
+                     lengths: Array | None = None) -> tuple[Array, Array, tuple]:
+  """`recurrences.elementwise_scan` by associative scans: (hs, final h, sums),
+  hs zero past each row's length, sums (when `moments`) from hs after the scan."""
+  bias = jnp.zeros_like(u) if bias is None else bias
+  hs = indrnn_scan(z, u, bias, h0, activation, lengths)
+  padded = recurrences.zero_padding(hs, lengths)
+  valid = _valid_steps(lengths, hs)
+  return padded, hs[-1], recurrences.sequence_sums(padded, valid=valid) if moments else ()

@@ -16,7 +16,6 @@ reference for tests.
 import jax
 import jax.numpy as jnp
 
-from irnn_jax import associative
 from irnn_jax import parallel
 
 Array = jax.Array
@@ -320,8 +319,8 @@ def _scan_reference(step, z, h0, unroll: int, moments: bool, lengths):
 
 def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
                      unroll: int = 1, bias: Array | None = None,
-                     moments: bool = False, lengths: Array | None = None,
-                     impl: str = "sequential") -> tuple[Array, Array, tuple]:
+                     moments: bool = False, lengths: Array | None = None
+                     ) -> tuple[Array, Array, tuple]:
   """IndRNN recurrence h_t = act(z_t + bias + u * h_{t-1}); u, bias have shape [H].
 
   Returns (hs, final h, sums): sums is (sum of h, sum of (h - mean)^2) over
@@ -330,16 +329,9 @@ def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
   without another pass over hs), else (). With `lengths[B]`, hs is zero past
   each row's length and the final h is its last valid one. Differentiated by
   a hand-written reverse loop; only h (and the mean of h) is stored.
-  impl "parallel" computes the same by associative scans (`associative`,
-  relu and identity); "auto" picks it on an accelerator.
+  `associative.elementwise_scan` computes the same by associative scans.
   """
   _check_activation(activation)
-  if associative.resolve_impl(impl, activation) == "parallel":
-    bias = _bias_or_zeros(bias, h0)
-    hs = associative.indrnn_scan(z, u, bias, h0, activation, lengths)
-    padded = zero_padding(hs, lengths)
-    valid = None if lengths is None else step_mask(lengths, hs.shape[0])
-    return padded, hs[-1], sequence_sums(padded, valid=valid) if moments else ()
   hs, sums = _elementwise_recurrence(z, u, _bias_or_zeros(bias, h0), h0, lengths, activation,
                                      unroll, moments)
   return zero_padding(hs, lengths), hs[-1], sums

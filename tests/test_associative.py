@@ -22,8 +22,8 @@ def _loss(impl, activation, moments, lengths):
 
   def loss(z, u, bias, h0):
     if impl == "parallel":
-      hs, last, sums = recurrences.elementwise_scan(z, u, h0, activation, 1, bias, moments,
-                                                    lengths, impl="parallel")
+      hs, last, sums = associative.elementwise_scan(z, u, h0, activation, bias, moments,
+                                                    lengths)
     else:
       hs, last, sums = recurrences.elementwise_scan_autodiff(z, u, h0, activation, 1, bias,
                                                              moments, lengths)
@@ -72,8 +72,8 @@ def test_parallel_scan_matches_a_numpy_loop_over_a_long_sequence():
     h = np.maximum(z[t] + u * h, 0.0)
     expected.append(h)
   with jax.enable_x64(True):
-    scan = jax.jit(lambda z, u: recurrences.elementwise_scan(
-        z, u, jnp.zeros((batch, hidden), z.dtype), impl="parallel")[:2])
+    scan = jax.jit(lambda z, u: associative.elementwise_scan(
+        z, u, jnp.zeros((batch, hidden), z.dtype))[:2])
     hs, last = scan(jnp.asarray(z), jnp.asarray(u))
   assert hs.dtype == jnp.float64
   np.testing.assert_allclose(hs, np.stack(expected), rtol=1e-10, atol=1e-11)

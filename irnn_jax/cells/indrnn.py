@@ -77,8 +77,11 @@ class IndRNNCell(RecurrentCellBase):
 
   def recur(self, z, state=None, bias=None, moments: bool = False, lengths=None):
     state = self.initial_state(z) if state is None else state
+    if associative.resolve_impl(self.impl, self.activation) == "parallel":
+      return associative.elementwise_scan(z, self.u, state, self.activation, bias, moments,
+                                          lengths)
     return recurrences.elementwise_scan(z, self.u, state, self.activation, self.unroll,
-                                        bias, moments, lengths, self.impl)
+                                        bias, moments, lengths)
 
   def __call__(self, carry, x):
     z, bias = self.project(x)
