@@ -419,70 +419,70 @@ def _lstm_gate_scales(hidden: int, dtype):
 
 
 def _lstm_forward(z, w_h, bias, h0, c0, lengths):
-  """(hs, cs, gates): h and c [T, B, H] of every step (past a row's length,
-  its last valid ones), and the gate activations (sigmoid i, f, o; tanh g)
-  [T, B, 4H], written over z in its own buffer."""
+  """(hs, c_last, factors): h [T, B, H] of every step (past a row's length,
+  its last valid one), the final c, and what the reverse step multiplies by:
+  q [T, B, 4H], the derivatives of c_t (gates i, f, g) and of h_t (gate o)
+  by the gates' inputs, written over z in its own buffer; k = dh_t/dc_t and
+  f [T, B, H]. Past a row's length q = k = 0 and f = 1 (c passes through)."""
   scale, shift = _lstm_gate_scales(h0.shape[-1], z.dtype)
 
   def body(t, state):
-    h, c, gates, hs, cs = state
-    act = jax.nn.sigmoid((_index(gates, t) + bias + h @ w_h) * scale) * scale + shift
-    gates = jax.lax.dynamic_update_index_in_dim(gates, act, t, 0)
-    i, f, g, o = jnp.split(act, 4, axis=-1)
+    h, c, q, hs, ks, fs = state
+    s = jax.nn.sigmoid((_index(q, t) + bias + h @ w_h) * scale)
+    i, f, g, o = jnp.split(s * scale + shift, 4, axis=-1)
     c_new = f * c + i * g
-    h, c = _where_valid(_valid_at(lengths, t), (o * jnp.tanh(c_new), c_new), (h, c))
-    hs = jax.lax.dynamic_update_index_in_dim(hs, h, t, 0)
-    return h, c, gates, hs, jax.lax.dynamic_update_index_in_dim(cs, c, t, 0)
+    tanh_c = jnp.tanh(c_new)
+    # d act / d a = scale^2 s (1 - s) for all four gates at once.
+    q_t = jnp.concatenate([g, c, i, tanh_c], axis=-1) * (scale * scale) * s * (1.0 - s)
+    k_t = o * (1.0 - tanh_c * tanh_c)
+    valid = _valid_at(lengths, t)
+    if valid is not None:
+      q_t, k_t, f = jnp.where(valid, q_t, 0.0), jnp.where(valid, k_t, 0.0), jnp.where(valid, f, 1.0)
+    h, c = _where_valid(valid, (o * tanh_c, c_new), (h, c))
+    return (h, c, jax.lax.dynamic_update_index_in_dim(q, q_t, t, 0),
+            jax.lax.dynamic_update_index_in_dim(hs, h, t, 0),
+            jax.lax.dynamic_update_index_in_dim(ks, k_t, t, 0),
+            jax.lax.dynamic_update_index_in_dim(fs, f, t, 0))
 
   hs = jnp.zeros_like(z[..., :h0.shape[-1]])  # From z: per device in a per-device map.
-  _, _, gates, hs, cs = jax.lax.fori_loop(0, z.shape[0], body,
-                                          (h0, c0, z, hs, jnp.zeros_like(hs)))
-  return hs, cs, gates
+  _, c_last, q, hs, ks, fs = jax.lax.fori_loop(
+      0, z.shape[0], body, (h0, c0, z, hs, jnp.zeros_like(hs), jnp.zeros_like(hs)))
+  return hs, c_last, (q, ks, fs)
 
 
 @jax.custom_vjp
 def _lstm_recurrence(z, w_h, bias, h0, c0, lengths):
-  hs, cs, _ = _lstm_forward(z, w_h, bias, h0, c0, lengths)
-  return hs, cs[-1]
+  hs, c_last, _ = _lstm_forward(z, w_h, bias, h0, c0, lengths)
+  return hs, c_last
 
 
 def _lstm_forward_keeping_gates(z, w_h, bias, h0, c0, lengths):
-  hs, cs, gates = _lstm_forward(z, w_h, bias, h0, c0, lengths)
-  return (hs, cs[-1]), (hs, cs, gates, w_h, h0, c0, lengths)
+  hs, c_last, factors = _lstm_forward(z, w_h, bias, h0, c0, lengths)
+  return (hs, c_last), (hs, factors, w_h, h0, lengths)
 
 
 def _lstm_bwd(residuals, cotangents):
-  """Reverse pass from the stored gates, h and c: per step, the gradient of
-  the gates' inputs da_t [B, 4H] and dh_{t-1} = da_t @ W_h^T, the only product
-  in the loop; dW_h = sum_t h_{t-1}^T da_t is one product after it."""
-  hs, cs, gates, w_h, h0, c0, lengths = residuals
+  """Reverse pass from the stored factors: per step dc_t = dc_{t+1} f_{t+1} +
+  dh_t k_t, the gates' input gradient da_t = [dc, dc, dc, dh] q_t [B, 4H]
+  (written over q) and dh_{t-1} = da_t @ W_h^T, the only product in the
+  loop; dW_h = sum_t h_{t-1}^T da_t is one product after it."""
+  hs, (q, ks, fs), w_h, h0, lengths = residuals
   dhs, dc_last = cotangents
   w_t, steps = w_h.T, hs.shape[0]
-  scale, shift = _lstm_gate_scales(h0.shape[-1], gates.dtype)
 
   def body(k, state):
     dh_next, dc_next, das = state
     t = steps - 1 - k
-    act = _index(gates, t)
-    i, f, g, o = jnp.split(act, 4, axis=-1)
-    c_prev = _previous(cs, t, c0)
     dh = _index(dhs, t) + dh_next
-    tanh_c = jnp.tanh(_index(cs, t))
-    dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)
-    # d act / d a over all four gates at once: scale^2 s (1 - s), s the sigmoid.
-    s = (act - shift) / scale
-    da = (jnp.concatenate([dc * g, dc * c_prev, dc * i, dh * tanh_c], axis=-1)
-          * (scale * scale) * s * (1.0 - s))
-    dh_prev, dc_prev = da @ w_t, dc * f
+    dc = dc_next + dh * _index(ks, t)
+    da = jnp.concatenate([dc, dc, dc, dh], axis=-1) * _index(das, t)
+    dh_prev = da @ w_t
     valid = _valid_at(lengths, t)
-    if valid is not None:  # Past the row's length (h, c) passed through unchanged.
-      da = jnp.where(valid, da, 0.0)
-      dh_prev, dc_prev = jnp.where(valid, dh_prev, dh), jnp.where(valid, dc_prev, dc_next)
-    # da goes to a fresh buffer: written over the gates, it measured no faster.
-    return dh_prev, dc_prev, jax.lax.dynamic_update_index_in_dim(das, da, t, 0)
+    if valid is not None:  # Past the row's length h passed through unchanged.
+      dh_prev = jnp.where(valid, dh_prev, dh)
+    return dh_prev, dc * _index(fs, t), jax.lax.dynamic_update_index_in_dim(das, da, t, 0)
 
-  dh0, dc0, das = jax.lax.fori_loop(0, steps, body,
-                                    (jnp.zeros_like(h0), dc_last, jnp.zeros_like(gates)))
+  dh0, dc0, das = jax.lax.fori_loop(0, steps, body, (jnp.zeros_like(h0), dc_last, q))
   dw = _recurrent_kernel_grad(h0, hs, das)
   dw, dbias = parallel.sum_over_devices((dw, das.sum(axis=(0, 1))))
   return das, dw, dbias, dh0, dc0, None
@@ -497,9 +497,9 @@ def lstm_scan(z: Array, w_h: Array, state: tuple[Array, Array], unroll: int = 1,
   """LSTM with gates ordered (input, forget, cell, output) along the last axis:
   (hs, final (h, c)); with `lengths`, hs is zero past each row's length and
   the final state its last valid one. Not unrolled, the bias is added inside the loop
-  and a hand-written reverse loop differentiates it, storing h, c and the gate
-  activations (6H a step); `remat` is not needed there, as a rematerialised
-  scan keeps more (h, c, its input z + b and hs: 7H). Unrolled, a lax.scan
+  and a hand-written reverse loop differentiates it, storing h and the factors
+  its steps multiply by (the gates' derivatives 4H, dh/dc and f: 7H a step,
+  what a rematerialised scan keeps: h, c, its input z + b and hs). Unrolled, a lax.scan
   differentiated by JAX, with `remat` one that recomputes each step."""
   h0, c0 = state
   bias = jnp.zeros(z.shape[-1], z.dtype) if bias is None else bias
