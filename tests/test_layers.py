@@ -196,8 +196,8 @@ def test_remat_same_gradients_less_memory(kind, unroll):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_gated_backward_stores_less_than_remat(kind):
-  """The LSTM's and GRU's hand-written backward passes (unroll 1) keep the
-  state and gates: less than a rematerialised scan, which keeps its input."""
+  """The LSTM's and GRU's hand-written backward passes (unroll 1) keep what
+  their reverse steps need: less than a rematerialised scan."""
   x = _x((400, 8, 3))
   value, grads, temp = _cell_loss_and_grads(kind, False, x)
   value_r, grads_r, temp_r = _cell_loss_and_grads(kind, True, x, unroll=2)
