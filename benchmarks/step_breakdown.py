@@ -21,8 +21,8 @@ import jax.numpy as jnp
 from benchmarks import throughput
 from irnn_jax import host_memory, optim, parallel, recurrences, run, train
 
-CASE = throughput.Case("indrnn", "smnist", 784, 32, 6, label="indrnn_6x128")
-IRNN_CASE = throughput.Case("irnn", "smnist", 784, 128, 1, hidden=100, label="irnn_1x100")
+CASE = throughput.Case("indrnn", "smnist", 784, 32, 6)
+IRNN_CASE = throughput.Case("irnn", "smnist", 784, 128, 1, hidden=100)
 
 
 def best_ms(run, repeats: int = 3, calls: int = 8) -> float:
@@ -59,9 +59,10 @@ def step_ms(config, fold_norm: bool = True, case: throughput.Case = CASE) -> flo
   return best_ms(advance)
 
 
-def loop_free_scan(z, u, h0, activation="relu", unroll=1, bias=None, moments=False):
+def loop_free_scan(z, u, h0, activation="relu", unroll=1, bias=None, moments=False,
+                   lengths=None):
   """Stand-in for the recurrence with no time loop (same shapes, same ops)."""
-  del h0, activation, unroll
+  del h0, activation, unroll, lengths
   hs = jax.nn.relu(z + bias + 0.5 * u)
   return hs, hs[-1], recurrences.sequence_sums(hs) if moments else ()
 

@@ -437,7 +437,8 @@ def _lstm_forward(z, w_h, bias, h0, c0, lengths):
     k_t = o * (1.0 - tanh_c * tanh_c)
     valid = _valid_at(lengths, t)
     if valid is not None:
-      q_t, k_t, f = jnp.where(valid, q_t, 0.0), jnp.where(valid, k_t, 0.0), jnp.where(valid, f, 1.0)
+      q_t, k_t = jnp.where(valid, q_t, 0.0), jnp.where(valid, k_t, 0.0)
+      f = jnp.where(valid, f, 1.0)
     h, c = _where_valid(valid, (o * tanh_c, c_new), (h, c))
     return (h, c, jax.lax.dynamic_update_index_in_dim(q, q_t, t, 0),
             jax.lax.dynamic_update_index_in_dim(hs, h, t, 0),
@@ -456,7 +457,7 @@ def _lstm_recurrence(z, w_h, bias, h0, c0, lengths):
   return hs, c_last
 
 
-def _lstm_forward_keeping_gates(z, w_h, bias, h0, c0, lengths):
+def _lstm_forward_keeping_factors(z, w_h, bias, h0, c0, lengths):
   hs, c_last, factors = _lstm_forward(z, w_h, bias, h0, c0, lengths)
   return (hs, c_last), (hs, factors, w_h, h0, lengths)
 
@@ -488,7 +489,7 @@ def _lstm_bwd(residuals, cotangents):
   return das, dw, dbias, dh0, dc0, None
 
 
-_lstm_recurrence.defvjp(_lstm_forward_keeping_gates, _lstm_bwd)
+_lstm_recurrence.defvjp(_lstm_forward_keeping_factors, _lstm_bwd)
 
 
 def lstm_scan(z: Array, w_h: Array, state: tuple[Array, Array], unroll: int = 1,
@@ -499,7 +500,8 @@ def lstm_scan(z: Array, w_h: Array, state: tuple[Array, Array], unroll: int = 1,
   the final state its last valid one. Not unrolled, the bias is added inside the loop
   and a hand-written reverse loop differentiates it, storing h and the factors
   its steps multiply by (the gates' derivatives 4H, dh/dc and f: 7H a step,
-  what a rematerialised scan keeps: h, c, its input z + b and hs). Unrolled, a lax.scan
+  as many as a rematerialised scan keeps: h, c, its input z + b and hs; its
+  compiled temporaries are smaller, tested). Unrolled, a lax.scan
   differentiated by JAX, with `remat` one that recomputes each step."""
   h0, c0 = state
   bias = jnp.zeros(z.shape[-1], z.dtype) if bias is None else bias

@@ -257,8 +257,8 @@ def _gated_scan(kind, fn, z, w_h, bias, a, b):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_gated_backward_matches_autodiff(kind):
-  """The LSTM's and GRU's hand-written loops (gates written over z, bias added
-  inside the loop, what the reverse loop needs stored) give the outputs, final
+  """The LSTM's and GRU's hand-written loops (bias added inside the loop, what
+  the reverse loop needs written over z and beside it) give the outputs, final
   state and gradients of a lax.scan differentiated by JAX."""
   from irnn_jax import recurrences
   rng = np.random.default_rng(5)
@@ -285,8 +285,9 @@ def test_gated_backward_matches_autodiff(kind):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_gated_loops_make_no_copies(kind):
-  """The LSTM's and GRU's forward loops write their gates over z in place, and
-  no loop makes XLA copy a whole [T, B, G*H] or [T, B, H] buffer."""
+  """The LSTM's and GRU's forward loops write over z in place (the LSTM its
+  gates' derivatives, the GRU its gates), and no loop makes XLA copy a whole
+  [T, B, G*H] or [T, B, H] buffer."""
   from irnn_jax import recurrences
   steps, batch, hidden = 16, 3, 5
   z, w_h, bias, a, b = _gated_args(kind, np.random.default_rng(0), steps, batch, hidden)

@@ -240,7 +240,7 @@ def _communicate_all(procs, timeout):
       return [f.result() for f in futures]
     for p in procs:
       p.kill()
-    tails = [f"process {i}:\n" + "".join(p.communicate()[1] or "")[-2000:]
+    tails = [f"process {i}:\n" + (p.communicate()[1] or "")[-2000:]
              for i, p in enumerate(procs)]
   raise AssertionError(f"not all processes ended within {timeout} s\n" + "\n".join(tails))
 
