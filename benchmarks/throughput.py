@@ -33,10 +33,15 @@ Malloc: both sides run with glibc malloc set to keep freed memory
 (irnn_jax/host_memory.py: this process, and each PyTorch child through its
 environment), as experiments.main trains; --default_malloc leaves both alone.
 
-Throughput: the first step after compiling is timed; if it took less than
---slow_seconds, --repeats timings of enough steps to fill --min_seconds
-follow and their median is the measurement (`warm`), else that one step is.
-Sequences/s = batch / time.
+Throughput: at each device count, a case's implementations are compiled
+(PyTorch's started) side by side and timed in turn, so that a ratio compares
+timings of the same minutes (`time_interleaved`): the first step of each is
+timed; one whose first step took --slow_seconds or more is measured by it
+alone; the others get --repeats rounds, each an untimed step and then a timed
+run of enough steps to fill --min_seconds over the rounds, and the median of
+its rounds is the measurement (`warm`). Sequences/s = batch / time. The
+`ratio_range` of an irnn_jax row is the lowest and highest of its ratio to its
+best peer over the rounds.
 
 FLOPs of one training step, matrix products only (elementwise work ignored):
   forward  = sum over layers of 2*T*B*D_l*G*H          (input projection)
@@ -65,9 +70,11 @@ import json
 import math
 import os
 import platform
+import select
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -229,36 +236,104 @@ def compiled_memory(compiled) -> dict:
   return sizes
 
 
-def time_steps(advance, state, args) -> dict:
-  """Time `state = advance(state)` (see the module docstring)."""
-  start = time.perf_counter()
-  state = jax.block_until_ready(advance(state))
-  first = time.perf_counter() - start
-  if first >= args.slow_seconds:
-    return {"seconds_per_step": first, "steps": 1, "warm": False}
-  steps = max(1, min(args.max_steps, math.ceil(args.min_seconds / args.repeats / first)))
-  timings = []
-  for _ in range(args.repeats):
+class JaxTimer:
+  """A compiled step and its state: `run(n)` trains n steps, returns seconds."""
+
+  def __init__(self, step, state, batch, unpack, devices: int):
+    start = time.perf_counter()
+    self.compiled = step.lower(state, batch).compile()
+    memory = compiled_memory(self.compiled)  # Per device: times the devices.
+    if devices > 1 and memory["peak_mb"] is not None:
+      memory = {k: v * devices for k, v in memory.items()}
+    self.info = {"compile_seconds": time.perf_counter() - start, **memory}
+    self.state, self.batch, self.unpack = state, batch, unpack
+
+  def run(self, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
-      state = advance(state)
-    jax.block_until_ready(state)
-    timings.append((time.perf_counter() - start) / steps)
-  return {"seconds_per_step": statistics.median(timings), "steps": steps,
-          "repeats": args.repeats, "spread": (min(timings), max(timings)), "warm": True}
+      self.state = self.unpack(self.compiled(self.state, self.batch))
+    jax.block_until_ready(self.state)
+    return time.perf_counter() - start
+
+  def close(self) -> dict:
+    self.state = self.compiled = self.batch = None
+    return self.info
 
 
-def measure_jax(step, state, batch, unpack, args, devices: int) -> dict:
-  """Compile `step` for (state, batch), read its memory (XLA's analysis is
-  per device: times `devices`), time it."""
-  start = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
-  memory = compiled_memory(compiled)
-  if devices > 1 and memory["peak_mb"] is not None:
-    memory = {k: v * devices for k, v in memory.items()}
-  result = {"compile_seconds": time.perf_counter() - start, **memory}
-  result.update(time_steps(lambda s: unpack(compiled(s, batch)), state, args))
-  return result
+class TorchTimer:
+  """A PyTorch model in a child process (benchmarks/torch_models.py), timed
+  through its stdin and stdout; `run(n)` as JaxTimer's."""
+
+  def __init__(self, spec: dict, env, timeout: float):
+    self.timeout, self.stderr = timeout, tempfile.TemporaryFile(mode="w+")
+    command = [sys.executable, "-m", "benchmarks.torch_models", json.dumps(spec)]
+    self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=self.stderr, text=True, env=env)
+    self.first = self._reply()["first_step_seconds"]
+    self.info = {}
+
+  def _reply(self) -> dict:
+    ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+    line = self.process.stdout.readline() if ready else ""
+    if not line:
+      self.process.kill()
+      self.stderr.seek(0)
+      why = f"over {self.timeout:g} s" if not ready else "failed: " + self.stderr.read()[-300:]
+      self.stderr.close()
+      raise TorchFailed(why.strip())
+    return json.loads(line)
+
+  def run(self, steps: int) -> float:
+    if self.first is not None:  # The step the child trained while starting.
+      first, self.first = self.first, None
+      if steps == 1:
+        return first
+    self.process.stdin.write(f"{steps}\n")
+    self.process.stdin.flush()
+    return self._reply()["seconds"]
+
+  def close(self) -> dict:
+    self.process.stdin.write("\n")
+    self.process.stdin.flush()
+    self.info = self._reply()
+    self.process.wait(self.timeout)
+    self.stderr.close()
+    return self.info
+
+
+class TorchFailed(RuntimeError):
+  pass
+
+
+def time_interleaved(timers: dict, args) -> dict:
+  """Time every timer in turn, so that all of them see the same minutes.
+
+  Each timer's first step (after compiling) is timed; a timer whose first step
+  took --slow_seconds or more is measured by it alone. The others time a
+  second step, which sets how many steps fill --min_seconds over all rounds,
+  then get --repeats rounds: in each, every timer trains one untimed step
+  (which brings back memory the system paged out while the others ran) and
+  then a timed run of those steps. A timer's measurement is the median of its
+  rounds; `timings` keeps them in round order.
+  """
+  first = {name: timer.run(1) for name, timer in timers.items()}
+  results = {name: {"seconds_per_step": s, "steps": 1, "warm": False}
+             for name, s in first.items()}
+  warm = [name for name in timers if first[name] < args.slow_seconds]
+  second = {name: timers[name].run(1) for name in warm}
+  steps = {name: max(1, min(args.max_steps, math.ceil(args.min_seconds / args.repeats
+                                                       / second[name]))) for name in warm}
+  timings = {name: [] for name in warm}
+  for _ in range(args.repeats):
+    for name in warm:
+      timers[name].run(1)
+      timings[name].append(timers[name].run(steps[name]) / steps[name])
+  for name in warm:
+    results[name] = {"seconds_per_step": statistics.median(timings[name]),
+                     "steps": steps[name], "repeats": args.repeats,
+                     "timings": timings[name],
+                     "spread": (min(timings[name]), max(timings[name])), "warm": True}
+  return results
 
 
 def case_spec(case: Case, inputs: np.ndarray) -> run.DataSpec:
@@ -274,7 +349,7 @@ def device_mesh(devices: int) -> Mesh:
   return Mesh(np.array(jax.devices()[:devices]), (parallel.DATA_AXIS,))
 
 
-def run_irnn_jax(case: Case, config, host_batch, args, mesh) -> dict:
+def irnn_jax_timer(case: Case, config, host_batch, mesh) -> JaxTimer:
   """The training step exactly as experiments.main builds it (irnn_jax.run)."""
   task = task_shape(case.task)[0]
   model = run.build_model(config, case_spec(case, host_batch["inputs"]))
@@ -282,27 +357,27 @@ def run_irnn_jax(case: Case, config, host_batch, args, mesh) -> dict:
   parallel.check_divisible(case.batch, "batch of this case", mesh)
   state = parallel.replicate(run.initial_state(config, model, tx, host_batch["inputs"]), mesh)
   step = train.make_train_step(config, model, tx, task, mesh=mesh)
-  return measure_jax(step, state, parallel.shard_batch(host_batch, mesh),
-                     lambda out: out[0], args, mesh.devices.size)
+  return JaxTimer(step, state, parallel.shard_batch(host_batch, mesh),
+                  lambda out: out[0], mesh.devices.size)
 
 
-def run_flax(case: Case, config, host_batch, args, mesh, peer: str) -> dict:
+def flax_timer(case: Case, config, host_batch, mesh, peer: str) -> JaxTimer:
   task, _, num_outputs = task_shape(case.task)
   state, step = flax_models.make(config, task, case.cell, peer, num_outputs,
                                  host_batch["inputs"], mesh)
-  return measure_jax(step, state, parallel.shard_batch(host_batch, mesh), lambda out: out,
-                     args, mesh.devices.size)
+  return JaxTimer(step, state, parallel.shard_batch(host_batch, mesh), lambda out: out,
+                  mesh.devices.size)
 
 
-def run_plain_scan(case: Case, config, batch, args) -> dict:
+def plain_scan_timer(case: Case, config, batch) -> JaxTimer:
   task, input_dim, num_outputs = task_shape(case.task)
   config = config.copy_and_resolve_references()
   config.data.seq_len = case.seq_len  # What it bounds u by (MNIST configs derive it).
   state, step = plain_scan.make(config, task, input_dim, num_outputs)
-  return measure_jax(step, state, batch, lambda out: out, args, 1)
+  return JaxTimer(step, state, batch, lambda out: out, 1)
 
 
-def run_torch(case: Case, config, args, threads: int) -> dict:
+def torch_timer(case: Case, config, args, threads: int) -> TorchTimer:
   """The PyTorch model in a child process (benchmarks/torch_models.py)."""
   task, input_dim, num_outputs = task_shape(case.task)
   on_gpu = jax.devices()[0].platform == "gpu"
@@ -314,23 +389,14 @@ def run_torch(case: Case, config, args, threads: int) -> dict:
                            float("inf")),
           "learning_rate": config.optimizer.learning_rate,
           "clip_global_norm": config.optimizer.clip_global_norm,
-          "device": "cuda" if on_gpu else "cpu", "threads": threads,
-          "min_seconds": args.min_seconds, "repeats": args.repeats,
-          "max_steps": args.max_steps, "slow_seconds": args.slow_seconds}
-  command = [sys.executable, "-m", "benchmarks.torch_models", json.dumps(spec)]
+          "device": "cuda" if on_gpu else "cpu", "threads": threads}
   env = None if args.default_malloc else dict(os.environ, **host_memory.ENVIRONMENT)
-  try:
-    done = subprocess.run(command, capture_output=True, text=True, env=env,
-                          timeout=args.torch_timeout, check=False)
-  except subprocess.TimeoutExpired:
-    return {"skipped": f"over {args.torch_timeout} s"}
-  if done.returncode != 0:
-    return {"skipped": "failed: " + done.stderr.strip()[-300:]}
-  return json.loads(done.stdout.strip().splitlines()[-1])
+  return TorchTimer(spec, env, args.torch_timeout)
 
 
 def measured_rows(case: Case, args, have_torch: bool, device_counts) -> list[dict]:
-  """One row per (implementation, device count) of this case."""
+  """One row per (implementation, device count) of this case; at each device
+  count the implementations are timed in turn (`time_interleaved`)."""
   config = case_config(case)
   _, input_dim, num_outputs = task_shape(case.task)
   host_batch = make_batch(case)
@@ -343,18 +409,29 @@ def measured_rows(case: Case, args, have_torch: bool, device_counts) -> list[dic
   rows = []
   for devices in device_counts:
     mesh = device_mesh(devices)
-    measured = [(own, run_irnn_jax(case, config, host_batch, args, mesh))]
+    timers, skipped = {own: irnn_jax_timer(case, config, host_batch, mesh)}, {}
     if case.peers:
       if case.layers == 1:
-        measured += [(f"flax {peer}", run_flax(case, config, host_batch, args, mesh, peer))
-                     for peer in flax_models.PEERS.get(case.cell, ())]
+        for peer in flax_models.PEERS.get(case.cell, ()):
+          timers[f"flax {peer}"] = flax_timer(case, config, host_batch, mesh, peer)
       if case.torch and have_torch:
-        measured.append((TORCH_NAMES[case.cell], run_torch(case, config, args, devices)))
+        try:
+          timers[TORCH_NAMES[case.cell]] = torch_timer(case, config, args, devices)
+        except TorchFailed as e:
+          skipped[TORCH_NAMES[case.cell]] = {"skipped": str(e)}
       if case.plain_scan and devices == 1:
-        measured.append(("plain lax.scan",
-                         run_plain_scan(case, config, jax.device_put(host_batch), args)))
+        timers["plain lax.scan"] = plain_scan_timer(case, config, jax.device_put(host_batch))
+    try:
+      measured = time_interleaved(timers, args)
+    except TorchFailed as e:  # Mid-run: time the rest without it.
+      name = TORCH_NAMES[case.cell]
+      skipped[name] = {"skipped": str(e)}
+      del timers[name]
+      measured = time_interleaved(timers, args)
+    measured = {name: {**timer.close(), **measured[name]} for name, timer in timers.items()}
+    measured.update(skipped)
     rows += [dict(base, impl=impl, devices=devices, own=impl == own, result=result)
-             for impl, result in measured]
+             for impl, result in measured.items()]
   return rows
 
 
@@ -382,15 +459,24 @@ def _ratio(rows: list[dict], row: dict, prefix: str = ""):
   return None if best is None or row["seq_per_s"] is None else row["seq_per_s"] / best["seq_per_s"]
 
 
+def round_ratios(row: dict, peer: dict) -> list[float]:
+  """row's speed over peer's in each round they were both timed in."""
+  mine, theirs = row["result"].get("timings", []), peer["result"].get("timings", [])
+  return [t / s for s, t in zip(mine, theirs)] if len(mine) == len(theirs) else []
+
+
 def add_peer_ratios(rows: list[dict]):
   """Each irnn_jax row: the fastest peer of its model, shape and device count,
-  and its sequences/s over that peer's."""
+  its sequences/s over that peer's, and the lowest and highest of that ratio
+  over the rounds (`time_interleaved`)."""
   for row in rows:
     if row["own"]:
       best = _fastest_peer(rows, row)
       row["best_peer"] = None if best is None else best["impl"]
       row["best_peer_seq_per_s"] = None if best is None else best["seq_per_s"]
       row["ratio_vs_best_peer"] = _ratio(rows, row)
+      ratios = [] if best is None else round_ratios(row, best)
+      row["ratio_range"] = (min(ratios), max(ratios)) if ratios else None
 
 
 def _fmt(value, spec: str) -> str:
@@ -398,13 +484,15 @@ def _fmt(value, spec: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-  head = ("| model | shape | devices | impl | seq/s | ratio vs best peer | best peer "
-          "| % matmul | peak MB |")
-  lines = [head, "|" + "---|" * 9]
+  head = ("| model | shape | devices | impl | seq/s | ratio vs best peer | its range "
+          "| best peer | % matmul | peak MB |")
+  lines = [head, "|" + "---|" * 10]
   for r in rows:
+    spread = r.get("ratio_range")
     lines.append(" | ".join([
         "", r["model"], r["shape"], str(r["devices"]), r["impl"],
         _fmt(r["seq_per_s"], ",.1f"), _fmt(r.get("ratio_vs_best_peer"), ".2f"),
+        "-" if spread is None else f"{spread[0]:.2f}-{spread[1]:.2f}",
         r.get("best_peer") or ("-" if r["own"] else ""),
         _fmt(None if r["fraction_of_matmul"] is None else 100 * r["fraction_of_matmul"],
              ".0f"),
@@ -467,7 +555,7 @@ def parse_args(argv=None):
   p.add_argument("--only", default="", help="run only cases whose name contains this")
   p.add_argument("--min_seconds", type=float, default=3.0,
                  help="time at least this long per measurement, over all repeats")
-  p.add_argument("--repeats", type=int, default=3, help="timings per measurement; the median")
+  p.add_argument("--repeats", type=int, default=5, help="timed rounds per measurement; the median")
   p.add_argument("--slow_seconds", type=float, default=4.0,
                  help="a first step this slow is the measurement")
   p.add_argument("--max_steps", type=int, default=50)

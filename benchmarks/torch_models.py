@@ -2,10 +2,13 @@
 
   python -m benchmarks.torch_models '{"cell": "lstm", "seq_len": 784, ...}'
 
-prints one JSON line: seconds per training step and peak memory. The parent
-(benchmarks/throughput.py) starts one process per case, so that the peak
-resident set size (Linux VmHWM, restarted before the model is built) belongs to that case alone. This module never
-imports JAX.
+builds the model, trains one step and prints {"first_step_seconds": s}; then,
+for each line N it reads on stdin, trains N steps and prints their seconds
+({"seconds": s}); at an empty line or the end of stdin it prints the peak
+memory and exits. So the parent (benchmarks/throughput.py) can time it in
+turn with its own implementations. One process per case and thread count, so
+that the peak resident set size (Linux VmHWM, restarted before the model is
+built) belongs to that case alone. This module never imports JAX.
 
 Models (time-major x[T, B, D], readout from the last step, Adam):
   irnn, rnn:  torch.nn.RNN(nonlinearity='relu' / 'tanh'), all layers in one module;
@@ -21,7 +24,6 @@ On a GPU the same code runs on CUDA (cuDNN for RNN, LSTM and GRU).
 import json
 import math
 import resource
-import statistics
 import sys
 import time
 
@@ -148,21 +150,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB  # KiB on Linux.
 
 
-def timed(fn, sync) -> float:
-  start = time.perf_counter()
-  fn()
-  sync()
-  return time.perf_counter() - start
-
-
-def run(spec: dict) -> dict:
-  """Seconds per step and peak memory of `spec`'s model.
+def serve(spec: dict, commands, reply):
+  """Build `spec`'s model on `threads` threads, then answer (see the module
+  docstring) each of `commands` (lines) by calling `reply` with a dict.
 
   A tiny copy of the model (2 steps) trains first so that libraries and
-  kernels are loaded before the memory baseline is read. The first real step
-  is timed; if it took `slow_seconds` or more it is the measurement, else
-  the median of `repeats` timings of enough steps to fill `min_seconds` is.
-  Runs on `threads` threads.
+  kernels are loaded before the memory baseline is read.
   """
   torch.set_num_threads(spec["threads"])
   cuda = spec["device"] == "cuda" and torch.cuda.is_available()
@@ -182,25 +175,28 @@ def run(spec: dict) -> dict:
   model = Classifier(spec).to(device)
   step = make_step(spec, model)
   x, y = make_batch(spec, device)
-  first = timed(lambda: step(x, y), sync)
-  result = {"seconds_per_step": first, "steps": 1, "warm": False}
-  if first < spec["slow_seconds"]:
-    steps = max(1, min(spec["max_steps"],
-                       math.ceil(spec["min_seconds"] / spec["repeats"] / first)))
 
-    def many():
-      for _ in range(steps):
-        step(x, y)
+  def steps(n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+      step(x, y)
+    sync()
+    return time.perf_counter() - start
 
-    timings = [timed(many, sync) / steps for _ in range(spec["repeats"])]
-    result = {"seconds_per_step": statistics.median(timings), "steps": steps,
-              "repeats": spec["repeats"], "spread": (min(timings), max(timings)),
-              "warm": True}
+  reply({"first_step_seconds": steps(1)})
+  for line in commands:
+    if not line.strip():
+      break
+    reply({"seconds": steps(int(line))})
   peak = (torch.cuda.max_memory_allocated() / MB if cuda
           else peak_rss_mb() - rss_before)
-  return {**result, "peak_mb": peak, "device": str(device),
-          "threads": torch.get_num_threads(), "torch": torch.__version__}
+  reply({"peak_mb": peak, "device": str(device), "threads": torch.get_num_threads(),
+         "torch": torch.__version__})
+
+
+def _print_json(result: dict):
+  print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
-  print(json.dumps(run(json.loads(sys.argv[1]))))
+  serve(json.loads(sys.argv[1]), sys.stdin, _print_json)

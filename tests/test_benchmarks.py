@@ -1,0 +1,89 @@
+"""The throughput benchmark's timing and ratios, with fake timers (no model)."""
+
+import argparse
+import statistics
+
+import pytest
+
+from benchmarks import throughput
+
+
+class FakeTimer:
+  """A timer whose n-step runs take `seconds[k]` per step on its k-th call
+  (the last one repeated); every call is logged as (name, steps)."""
+
+  def __init__(self, name, seconds, log):
+    self.name, self.seconds, self.log, self.calls = name, seconds, log, 0
+
+  def run(self, steps):
+    self.log.append((self.name, steps))
+    per_step = self.seconds[min(self.calls, len(self.seconds) - 1)]
+    self.calls += 1
+    return per_step * steps
+
+
+def _args(**overrides):
+  values = dict(repeats=3, min_seconds=3.0, max_steps=50, slow_seconds=4.0)
+  return argparse.Namespace(**{**values, **overrides})
+
+
+def test_implementations_are_timed_in_turn_with_a_warm_up_step_each_round():
+  log = []
+  timers = {"a": FakeTimer("a", [2.0, 0.25], log), "b": FakeTimer("b", [1.0, 0.5], log)}
+  results = throughput.time_interleaved(timers, _args())
+  # First steps, second steps (which size the runs: 3 s over 3 rounds), then
+  # each round: a's warm-up step and run, b's.
+  steps_a, steps_b = 4, 2  # ceil(1 / 0.25), ceil(1 / 0.5).
+  rounds = [("a", 1), ("a", steps_a), ("b", 1), ("b", steps_b)] * 3
+  assert log == [("a", 1), ("b", 1), ("a", 1), ("b", 1)] + rounds
+  assert results["a"]["seconds_per_step"] == 0.25 and results["a"]["steps"] == steps_a
+  assert results["b"]["timings"] == [0.5, 0.5, 0.5] and results["b"]["warm"]
+
+
+def test_a_slow_first_step_is_the_measurement_and_the_median_is_taken():
+  log = []
+  per_step = [0.1, 0.1, 0.1, 0.3, 0.1, 0.2, 0.1, 0.5]  # Warm-ups at 0.1.
+  timers = {"slow": FakeTimer("slow", [5.0], log), "fast": FakeTimer("fast", per_step, log)}
+  results = throughput.time_interleaved(timers, _args())
+  assert results["slow"] == {"seconds_per_step": 5.0, "steps": 1, "warm": False}
+  assert [name for name, _ in log].count("slow") == 1
+  assert results["fast"]["timings"] == [0.3, 0.2, 0.5]
+  assert results["fast"]["seconds_per_step"] == statistics.median([0.3, 0.2, 0.5])
+  assert results["fast"]["spread"] == (0.2, 0.5)
+
+
+def _row(impl, own, timings, model="lstm", devices=1):
+  seconds = statistics.median(timings)
+  return {"model": model, "shape": "s", "devices": devices, "impl": impl, "own": own,
+          "batch": 32, "seq_per_s": 32 / seconds, "result": {"timings": timings}}
+
+
+def test_peer_ratios_come_from_the_fastest_peer_of_the_same_case_and_rounds():
+  rows = [_row("irnn_jax", True, [1.0, 2.0, 1.0]),
+          _row("torch", False, [2.0, 2.0, 4.0]),  # Median 2: the fastest peer.
+          _row("flax", False, [3.0, 3.0, 3.0]),
+          _row("torch", False, [0.1, 0.1, 0.1], devices=2)]  # Another device count.
+  throughput.add_peer_ratios(rows)
+  mine = rows[0]
+  assert mine["best_peer"] == "torch" and mine["ratio_vs_best_peer"] == pytest.approx(2.0)
+  assert mine["ratio_range"] == (1.0, 4.0)  # 2/1, 2/2, 4/1 round by round.
+  assert "ratio_vs_best_peer" not in rows[1]
+
+
+def test_rounds_of_different_lengths_give_no_ratio_range():
+  row, peer = _row("irnn_jax", True, [1.0, 1.0]), _row("torch", False, [2.0])
+  assert throughput.round_ratios(row, peer) == []
+
+
+@pytest.mark.slow
+def test_the_pytorch_child_answers_step_counts_and_reports_memory():
+  pytest.importorskip("torch")
+  spec = {"cell": "rnn", "task": "classification", "seq_len": 5, "batch": 2, "layers": 1,
+          "hidden": 3, "input_dim": 1, "num_outputs": 4, "norm": False, "u_max": float("inf"),
+          "learning_rate": 1e-3, "clip_global_norm": 1.0, "device": "cpu", "threads": 1}
+  timer = throughput.TorchTimer(spec, None, timeout=120)
+  assert timer.run(1) > 0  # The step the child trained while starting.
+  assert timer.run(1) > 0 and timer.run(3) > 0
+  info = timer.close()
+  assert info["threads"] == 1 and info["peak_mb"] >= 0
+  assert timer.process.returncode == 0
