@@ -262,47 +262,80 @@ class JaxTimer:
 
 class TorchTimer:
   """A PyTorch model in a child process (benchmarks/torch_models.py), timed
-  through its stdin and stdout; `run(n)` as JaxTimer's."""
+  through its stdin and stdout; `run(n)` as JaxTimer's. Any failure of the
+  child (it died, answered nothing within `timeout` seconds, or garbage) is a
+  TorchFailed, after which the child is gone."""
 
   def __init__(self, spec: dict, env, timeout: float):
     self.timeout, self.stderr = timeout, tempfile.TemporaryFile(mode="w+")
     command = [sys.executable, "-m", "benchmarks.torch_models", json.dumps(spec)]
     self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=self.stderr, text=True, env=env)
-    self.first = self._reply()["first_step_seconds"]
-    self.info = {}
+    self.first = self._ask(None)["first_step_seconds"]
 
-  def _reply(self) -> dict:
-    ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
-    line = self.process.stdout.readline() if ready else ""
-    if not line:
+  def _ask(self, line: str | None) -> dict:
+    """Send `line` (None: nothing) and read the child's one-line JSON reply."""
+    try:
+      return self._exchange(line)
+    except TorchFailed:
+      self._end()
+      raise
+
+  def _exchange(self, line: str | None) -> dict:
+    try:
+      if line is not None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+      ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+      if not ready:
+        raise TorchFailed(f"no answer in {self.timeout:g} s", self)
+      reply = self.process.stdout.readline()
+      if not reply:
+        raise TorchFailed("failed: " + self._stderr_tail(), self)
+      return json.loads(reply)
+    except (OSError, ValueError) as e:  # A closed pipe; a line that is not JSON.
+      raise TorchFailed(f"failed ({e}): " + self._stderr_tail(), self) from e
+
+  def _stderr_tail(self) -> str:
+    self.process.poll()
+    self.stderr.seek(0)
+    return self.stderr.read()[-300:].strip()
+
+  def _end(self):
+    """Stop the child (if still running) and release its pipes."""
+    if self.process.poll() is None:
       self.process.kill()
-      self.stderr.seek(0)
-      why = f"over {self.timeout:g} s" if not ready else "failed: " + self.stderr.read()[-300:]
-      self.stderr.close()
-      raise TorchFailed(why.strip())
-    return json.loads(line)
+    self.process.wait()
+    for stream in (self.process.stdin, self.process.stdout, self.stderr):
+      try:
+        stream.close()
+      except OSError:
+        pass
 
   def run(self, steps: int) -> float:
     if self.first is not None:  # The step the child trained while starting.
       first, self.first = self.first, None
       if steps == 1:
         return first
-    self.process.stdin.write(f"{steps}\n")
-    self.process.stdin.flush()
-    return self._reply()["seconds"]
+    return self._ask(str(steps))["seconds"]
 
   def close(self) -> dict:
-    self.process.stdin.write("\n")
-    self.process.stdin.flush()
-    self.info = self._reply()
-    self.process.wait(self.timeout)
-    self.stderr.close()
-    return self.info
+    """The child's peak memory and versions; the child exits."""
+    info = self._ask("")
+    try:
+      self.process.wait(self.timeout)
+    except subprocess.TimeoutExpired:
+      pass  # _end kills it.
+    self._end()
+    return info
 
 
 class TorchFailed(RuntimeError):
-  pass
+  """A PyTorch child failed; `timer` is its TorchTimer."""
+
+  def __init__(self, why: str, timer=None):
+    super().__init__(why)
+    self.timer = timer
 
 
 def time_interleaved(timers: dict, args) -> dict:
@@ -394,6 +427,28 @@ def torch_timer(case: Case, config, args, threads: int) -> TorchTimer:
   return TorchTimer(spec, env, args.torch_timeout)
 
 
+def time_and_close(timers: dict, args) -> dict:
+  """`time_interleaved`, then each timer's own results (`close`). A PyTorch
+  child that fails is left out, its result {"skipped": why}, and the others
+  are timed again without it."""
+  skipped, timers = {}, dict(timers)
+  while True:
+    try:
+      measured = time_interleaved(timers, args)
+      break
+    except TorchFailed as e:
+      name = next(name for name, timer in timers.items() if timer is e.timer)
+      skipped[name] = {"skipped": str(e)}
+      del timers[name]
+  results = {}
+  for name, timer in timers.items():
+    try:
+      results[name] = {**timer.close(), **measured[name]}
+    except TorchFailed as e:
+      results[name] = {"skipped": str(e)}
+  return {**results, **skipped}
+
+
 def measured_rows(case: Case, args, have_torch: bool, device_counts) -> list[dict]:
   """One row per (implementation, device count) of this case; at each device
   count the implementations are timed in turn (`time_interleaved`)."""
@@ -421,15 +476,7 @@ def measured_rows(case: Case, args, have_torch: bool, device_counts) -> list[dic
           skipped[TORCH_NAMES[case.cell]] = {"skipped": str(e)}
       if case.plain_scan and devices == 1:
         timers["plain lax.scan"] = plain_scan_timer(case, config, jax.device_put(host_batch))
-    try:
-      measured = time_interleaved(timers, args)
-    except TorchFailed as e:  # Mid-run: time the rest without it.
-      name = TORCH_NAMES[case.cell]
-      skipped[name] = {"skipped": str(e)}
-      del timers[name]
-      measured = time_interleaved(timers, args)
-    measured = {name: {**timer.close(), **measured[name]} for name, timer in timers.items()}
-    measured.update(skipped)
+    measured = {**time_and_close(timers, args), **skipped}
     rows += [dict(base, impl=impl, devices=devices, own=impl == own, result=result)
              for impl, result in measured.items()]
   return rows
@@ -475,7 +522,8 @@ def add_peer_ratios(rows: list[dict]):
       row["best_peer"] = None if best is None else best["impl"]
       row["best_peer_seq_per_s"] = None if best is None else best["seq_per_s"]
       row["ratio_vs_best_peer"] = _ratio(rows, row)
-      ratios = [] if best is None else round_ratios(row, best)
+      # Rounds pair up only within one case's interleaved timing.
+      ratios = round_ratios(row, best) if best and best["case"] == row["case"] else []
       row["ratio_range"] = (min(ratios), max(ratios)) if ratios else None
 
 
@@ -560,7 +608,7 @@ def parse_args(argv=None):
                  help="a first step this slow is the measurement")
   p.add_argument("--max_steps", type=int, default=50)
   p.add_argument("--torch_timeout", type=float, default=300.0,
-                 help="seconds allowed for one PyTorch row")
+                 help="seconds a PyTorch child may take to answer (start, a timed run)")
   p.add_argument("--cpu_devices", type=int, default=1,
                  help="split the CPU into this many JAX devices (one per core), as "
                       "experiments.main --cpu_devices does, and measure every row at 1 "

@@ -564,14 +564,14 @@ def _gru_forward_keeping_gates(z, w_h, bias, b_hn, h0, lengths):
 
 def _gru_bwd(residuals, dhs):
   """Reverse pass from the stored gates, h and h W_hn + b_hn: per step the
-  gradient of z_t [B, 3H] (written over the gates) and of h_{t-1} W_h, da_t
-  (its candidate part is r * dz_n), and dh_{t-1} = dh_t * u + da_t @ W_h^T;
-  dW_h = sum_t h_{t-1}^T da_t is one product after the loop."""
+  gradient of z_t [B, 3H] and dh_{t-1} = dh_t * u + da_t @ W_h^T, with da_t
+  the gradient of h_{t-1} W_h (its candidate part is r * dz_n); dW_h =
+  sum_t h_{t-1}^T da_t is one product after the loop."""
   hs, gates, hns, w_h, h0, lengths = residuals
   w_t, steps, hidden = w_h.T, hs.shape[0], h0.shape[-1]
 
   def body(k, state):
-    dh_next, dzs, das = state
+    dh_next, dzs = state
     t = steps - 1 - k
     r, u, n = jnp.split(_index(gates, t), 3, axis=-1)
     h_prev = _previous(hs, t, h0)
@@ -581,17 +581,16 @@ def _gru_bwd(residuals, dhs):
     dzu = dh * (h_prev - n) * u * (1.0 - u)
     da = jnp.concatenate([dzr, dzu, dzn * r], axis=-1)
     dz = jnp.concatenate([dzr, dzu, dzn], axis=-1)
+    if lengths is None:
+      return dh * u + da @ w_t, jax.lax.dynamic_update_index_in_dim(dzs, dz, t, 0)
     valid = _valid_at(lengths, t)
-    if valid is None:
-      dh_prev = dh * u + da @ w_t
-    else:
-      dz, da = jnp.where(valid, dz, 0.0), jnp.where(valid, da, 0.0)
-      dh_prev = jnp.where(valid, dh * u + da @ w_t, dh)
-    return (dh_prev, jax.lax.dynamic_update_index_in_dim(dzs, dz, t, 0),
-            jax.lax.dynamic_update_index_in_dim(das, da, t, 0))
+    dz, da = jnp.where(valid, dz, 0.0), jnp.where(valid, da, 0.0)
+    dh_prev = jnp.where(valid, dh * u + da @ w_t, dh)
+    return dh_prev, jax.lax.dynamic_update_index_in_dim(dzs, dz, t, 0)
 
-  dh0, dzs, das = jax.lax.fori_loop(0, steps, body,
-                                    (jnp.zeros_like(h0), gates, jnp.zeros_like(gates)))
+  dh0, dzs = jax.lax.fori_loop(0, steps, body, (jnp.zeros_like(h0), jnp.zeros_like(gates)))
+  das = jnp.concatenate([dzs[..., :2 * hidden], dzs[..., 2 * hidden:] * gates[..., :hidden]],
+                        axis=-1)
   dw = _recurrent_kernel_grad(h0, hs, das)
   dw, dbias, db_hn = parallel.sum_over_devices(
       (dw, dzs.sum(axis=(0, 1)), das[..., 2 * hidden:].sum(axis=(0, 1))))

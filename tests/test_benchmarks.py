@@ -10,16 +10,25 @@ from benchmarks import throughput
 
 class FakeTimer:
   """A timer whose n-step runs take `seconds[k]` per step on its k-th call
-  (the last one repeated); every call is logged as (name, steps)."""
+  (the last one repeated); every call is logged as (name, steps). With
+  `fail_at`, its call number `fail_at` (or its close, "close") fails as a
+  PyTorch child does."""
 
-  def __init__(self, name, seconds, log):
-    self.name, self.seconds, self.log, self.calls = name, seconds, log, 0
+  def __init__(self, name, seconds, log, fail_at=None):
+    self.name, self.seconds, self.log, self.calls, self.fail_at = name, seconds, log, 0, fail_at
 
   def run(self, steps):
     self.log.append((self.name, steps))
+    if self.calls == self.fail_at:
+      raise throughput.TorchFailed("child died", self)
     per_step = self.seconds[min(self.calls, len(self.seconds) - 1)]
     self.calls += 1
     return per_step * steps
+
+  def close(self):
+    if self.fail_at == "close":
+      raise throughput.TorchFailed("no answer", self)
+    return {"closed": self.name}
 
 
 def _args(**overrides):
@@ -52,9 +61,22 @@ def test_a_slow_first_step_is_the_measurement_and_the_median_is_taken():
   assert results["fast"]["spread"] == (0.2, 0.5)
 
 
-def _row(impl, own, timings, model="lstm", devices=1):
+@pytest.mark.parametrize("fail_at", [3, "close"])
+def test_a_failing_child_is_skipped_and_the_others_are_timed_without_it(fail_at):
+  log = []
+  timers = {"jax": FakeTimer("jax", [0.5], log),
+            "torch": FakeTimer("torch", [0.5], log, fail_at=fail_at)}
+  results = throughput.time_and_close(timers, _args())
+  assert results["torch"]["skipped"] in ("child died", "no answer")
+  assert results["jax"]["closed"] == "jax" and results["jax"]["warm"]
+  assert len(results["jax"]["timings"]) == 3
+  if fail_at == 3:  # It failed in the first round: the second try times jax alone.
+    assert log[-6:] == [("jax", 1), ("jax", 2)] * 3
+
+
+def _row(impl, own, timings, model="lstm", devices=1, case="c"):
   seconds = statistics.median(timings)
-  return {"model": model, "shape": "s", "devices": devices, "impl": impl, "own": own,
+  return {"model": model, "shape": "s", "devices": devices, "impl": impl, "own": own, "case": case,
           "batch": 32, "seq_per_s": 32 / seconds, "result": {"timings": timings}}
 
 
@@ -68,6 +90,14 @@ def test_peer_ratios_come_from_the_fastest_peer_of_the_same_case_and_rounds():
   assert mine["best_peer"] == "torch" and mine["ratio_vs_best_peer"] == pytest.approx(2.0)
   assert mine["ratio_range"] == (1.0, 4.0)  # 2/1, 2/2, 4/1 round by round.
   assert "ratio_vs_best_peer" not in rows[1]
+
+
+def test_a_peer_timed_in_another_case_gives_a_ratio_but_no_range():
+  rows = [_row("irnn_jax parallel", True, [1.0, 1.0], case="parallel"),
+          _row("torch", False, [2.0, 2.0], case="sequential")]
+  throughput.add_peer_ratios(rows)
+  assert rows[0]["ratio_vs_best_peer"] == pytest.approx(2.0)
+  assert rows[0]["ratio_range"] is None
 
 
 def test_rounds_of_different_lengths_give_no_ratio_range():
