@@ -12,7 +12,8 @@ device: a jitted chain of T (forward, reverse) pairs, and dW_h; medians of 9.
 Their sum is a floor on the step's time (the input product of a 1-wide
 input, the head, the elementwise work and the optimizer come on top), so
 batch / sum bounds its sequences/s. With --cpu_devices=2 the first device is
-one core, as in `benchmarks.throughput`'s 1-device rows.
+the one of `benchmarks.throughput`'s 1-device rows: one core for the loop's
+small products, while a product as large as dW_h still uses both cores.
 """
 
 import argparse
