@@ -16,9 +16,16 @@ reversed associative scan of the same kind (without the clip).
 
 Exact up to rounding while the products of u over the sequence stay finite:
 |u|^T below the float's maximum (IndRNN's bound MAG^(1/T) keeps it <= MAG).
-The scans do O(T log T) work and keep several [T, B, H] arrays, against the
-sequential loop's O(T) work and one: on a CPU, where the loop's steps are
-already cheap, the loop is faster; on an accelerator the depth wins.
+One scan over all T steps makes about 2 log2(T) passes over several [T, B, H]
+arrays; the sequential loop makes one pass over one. With `block` = C > 0 the
+scan has two levels, the textbook form for a machine with few cores: a loop of
+C steps composes each block's maps, all T/C blocks at once; an associative
+scan over the T/C block maps gives the state entering each block; a second
+loop of C steps runs every block from it. Depth O(C + log(T/C)), two passes
+over the inputs. On a CPU, where one scan's passes are bound by memory, this
+is faster (2.6x at T=5000, 1.8x at T=784 on one CPU device, C near sqrt(T))
+and needs a third of the memory; on an accelerator one scan (block 0) has the
+least depth.
 """
 
 import jax
@@ -85,31 +92,106 @@ def _valid_steps(lengths, z):
   return None if lengths is None else recurrences.step_mask(lengths, z.shape[0])
 
 
-def _forward(z, u, bias, h0, lengths, activation):
-  """hs[T, B, H]; a row past its length keeps its last state (identity step)."""
-  a = jnp.broadcast_to(u, z.shape[1:])[None]
-  b = z + bias
+def _step_maps(b, u, valid, activation):
+  """(a, b, lo, hi) of the steps with inputs b[..., B, H]: a = u and the
+  activation's clip where `valid` (None: everywhere), the identity elsewhere."""
+  a = jnp.broadcast_to(u, b.shape)
   low, high = _bounds(activation, b)
-  valid = _valid_steps(lengths, z)
   if valid is not None:
     big = jnp.finfo(b.dtype).max
-    a = jnp.where(valid, a, 1.0)
-    b = jnp.where(valid, b, 0.0)
+    a, b = jnp.where(valid, a, 1.0), jnp.where(valid, b, 0.0)
     low, high = jnp.where(valid, low, -big), jnp.where(valid, high, big)
-  a = jnp.broadcast_to(a, b.shape)
-  scale, shift, low, high = jax.lax.associative_scan(_compose_clipped, (a, b, low, high))
+  return a, b, low, high
+
+
+def _blocks(x, block: int):
+  """x[T, ...] as [ceil(T / block), block, ...], zero-padded at the end."""
+  count = -(-x.shape[0] // block)
+  x = jnp.pad(x, [(0, count * block - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+  return x.reshape(count, block, *x.shape[1:])
+
+
+def _unblock(x, steps: int):
+  return x.reshape(-1, *x.shape[2:])[:steps]
+
+
+def _blocked_forward(b, u, h0, lengths, activation, block):
+  """hs of the clipped affine steps by the two-level scan (module docstring)."""
+  steps = b.shape[0]
+  blocked = _blocks(b, block)
+  count = blocked.shape[0]
+  limit = None  # Steps at or past it (the padding, a row's end) are identity maps.
+  if lengths is not None:
+    limit = jnp.minimum(lengths, steps)[:, None]
+  elif count * block > steps:
+    limit = steps
+
+  def step_maps(j):
+    valid = None if limit is None else jnp.arange(count)[:, None, None] * block + j < limit
+    return _step_maps(blocked[:, j], u, valid, activation)
+
+  big = jnp.finfo(b.dtype).max
+  ones = jnp.ones_like(blocked[:, 0])  # From b: per device in a per-device map.
+  identity = (ones, jnp.zeros_like(ones), -big * ones, big * ones)
+  totals = jax.lax.fori_loop(0, block, lambda j, m: _compose_clipped(m, step_maps(j)), identity)
+  scale, shift, low, high = jax.lax.associative_scan(_compose_clipped, totals)
+  entering = jnp.concatenate([h0[None], jnp.clip(scale * h0 + shift, low, high)[:-1]])
+
+  def run(j, state):
+    h, hs = state
+    a, s, lo, hi = step_maps(j)
+    h = jnp.clip(a * h + s, lo, hi)
+    return h, hs.at[:, j].set(h)
+
+  _, hs = jax.lax.fori_loop(0, block, run, (entering, jnp.zeros_like(blocked)))
+  return _unblock(hs, steps)
+
+
+def _forward(z, u, bias, h0, lengths, activation, block):
+  """hs[T, B, H]; a row past its length keeps its last state (identity step)."""
+  if block:
+    return _blocked_forward(z + bias, u, h0, lengths, activation, block)
+  maps = _step_maps(z + bias, u, _valid_steps(lengths, z), activation)
+  scale, shift, low, high = jax.lax.associative_scan(_compose_clipped, maps)
   return jnp.clip(scale * h0 + shift, low, high)
 
 
-_recurrence = jax.custom_vjp(_forward, nondiff_argnums=(5,))
+def _reverse_affine(coefficient, d, block):
+  """e[T, ...] with e_t = d_t + coefficient_t e_{t+1} and e_T = 0, by one
+  reversed associative scan (block 0) or the two-level scan."""
+  if not block:
+    return jax.lax.associative_scan(_compose_affine, (coefficient, d), reverse=True)[1]
+  steps = d.shape[0]
+  coefficients, ds = _blocks(coefficient, block), _blocks(d, block)  # Padding: e = 0.
+
+  def compose(k, total):  # The steps from the block's end back to step j.
+    j = block - 1 - k
+    return _compose_affine(total, (coefficients[:, j], ds[:, j]))
+
+  ones = jnp.ones_like(ds[:, 0])
+  totals = jax.lax.fori_loop(0, block, compose, (ones, jnp.zeros_like(ones)))
+  _, starts = jax.lax.associative_scan(_compose_affine, totals, reverse=True)
+  after = jnp.concatenate([starts[1:], jnp.zeros_like(starts[:1])])  # e after each block.
+
+  def run(k, state):
+    e, es = state
+    j = block - 1 - k
+    e = ds[:, j] + coefficients[:, j] * e
+    return e, es.at[:, j].set(e)
+
+  _, es = jax.lax.fori_loop(0, block, run, (after, jnp.zeros_like(ds)))
+  return _unblock(es, steps)
 
 
-def _recurrence_fwd(z, u, bias, h0, lengths, activation):
-  hs = _forward(z, u, bias, h0, lengths, activation)
+_recurrence = jax.custom_vjp(_forward, nondiff_argnums=(5, 6))
+
+
+def _recurrence_fwd(z, u, bias, h0, lengths, activation, block):
+  hs = _forward(z, u, bias, h0, lengths, activation, block)
   return hs, (hs, u, h0, lengths)
 
 
-def _recurrence_bwd(activation, residuals, dhs):
+def _recurrence_bwd(activation, block, residuals, dhs):
   """e_t, the whole gradient reaching h_t, from e_t = dh_t + c_{t+1} e_{t+1}:
   c_t = u * act'(h_t) on a valid step, 1 past the row's length (where
   h_t = h_{t-1}); then dz_t = act'(h_t) e_t on valid steps, du = sum_t dz_t *
@@ -119,7 +201,7 @@ def _recurrence_bwd(activation, residuals, dhs):
   valid = _valid_steps(lengths, hs)
   carried = u * derivative if valid is None else jnp.where(valid, u * derivative, 1.0)
   next_carried = jnp.concatenate([carried[1:], jnp.zeros_like(carried[:1])], axis=0)
-  _, e = jax.lax.associative_scan(_compose_affine, (next_carried, dhs), reverse=True)
+  e = _reverse_affine(next_carried, dhs, block)
   dz = derivative * e if valid is None else jnp.where(valid, derivative * e, 0.0)
   dh0 = carried[0] * e[0]
   h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
@@ -131,22 +213,26 @@ _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
 def indrnn_scan(z: Array, u: Array, bias: Array, h0: Array, activation: str = "relu",
-                lengths: Array | None = None) -> Array:
+                lengths: Array | None = None, block: int = 0) -> Array:
   """hs[T, B, H] of h_t = act(z_t + bias + u * h_{t-1}) from h0[B, H], by
   associative scans forward and backward; u, bias [H]. With `lengths[B]` a
-  row keeps its state after its last step (the caller zeroes those outputs)."""
+  row keeps its state after its last step (the caller zeroes those outputs).
+  `block` > 0: the two-level scan with blocks of that many steps."""
   if activation not in CLIPS:
     raise ValueError(f"the parallel IndRNN scan covers {tuple(CLIPS)}, not {activation!r}")
-  return _recurrence(z, u, bias, h0, lengths, activation)
+  if block < 0:
+    raise ValueError(f"block must be >= 0 (0: one scan over all steps), got {block}")
+  return _recurrence(z, u, bias, h0, lengths, activation, int(block))
 
 
 def elementwise_scan(z: Array, u: Array, h0: Array, activation: str = "relu",
                      bias: Array | None = None, moments: bool = False,
-                     lengths: Array | None = None) -> tuple[Array, Array, tuple]:
+                     lengths: Array | None = None, block: int = 0
+                     ) -> tuple[Array, Array, tuple]:
   """`recurrences.elementwise_scan` by associative scans: (hs, final h, sums),
   hs zero past each row's length, sums (when `moments`) from hs after the scan."""
   bias = jnp.zeros_like(u) if bias is None else bias
-  hs = indrnn_scan(z, u, bias, h0, activation, lengths)
+  hs = indrnn_scan(z, u, bias, h0, activation, lengths, block)
   padded = recurrences.zero_padding(hs, lengths)
   valid = _valid_steps(lengths, hs)
   return padded, hs[-1], recurrences.sequence_sums(padded, valid=valid) if moments else ()

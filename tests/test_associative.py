@@ -17,13 +17,13 @@ def _args(dtype, steps=9, batch=4, hidden=6, seed=0):
           cast(np.abs(rng.normal(size=(batch, hidden)))))
 
 
-def _loss(impl, activation, moments, lengths):
+def _loss(impl, activation, moments, lengths, block=0):
   """A scalar that reaches every output: hs, the final h and the sums."""
 
   def loss(z, u, bias, h0):
     if impl == "parallel":
       hs, last, sums = associative.elementwise_scan(z, u, h0, activation, bias, moments,
-                                                    lengths)
+                                                    lengths, block)
     else:
       hs, last, sums = recurrences.elementwise_scan_autodiff(z, u, h0, activation, 1, bias,
                                                              moments, lengths)
@@ -36,16 +36,19 @@ def _loss(impl, activation, moments, lengths):
   return loss
 
 
+# Blocks: 0 = one scan; 3 divides T = 9; 4 leaves a padded last block; 9 and
+# 20 make one block (the whole loop, and a block longer than the sequence).
+@pytest.mark.parametrize("block", [0, 3, 4, 9, 20])
 @pytest.mark.parametrize("dtype, activation, moments, with_lengths", [
     ("float32", "relu", False, False), ("float32", "relu", True, True),
     ("float32", "identity", True, False), ("float64", "relu", True, True)])
-def test_parallel_scan_matches_the_loop(dtype, activation, moments, with_lengths):
+def test_parallel_scan_matches_the_loop(dtype, activation, moments, with_lengths, block):
   """Outputs, final state, batch-norm sums and every gradient of the
   associative scans equal the lax.scan reference differentiated by JAX."""
   with jax.enable_x64(dtype == "float64"):
     args = _args(jnp.dtype(dtype))
     lengths = jnp.array([9, 3, 1, 6]) if with_lengths else None
-    results = [jax.jit(jax.value_and_grad(_loss(impl, activation, moments, lengths),
+    results = [jax.jit(jax.value_and_grad(_loss(impl, activation, moments, lengths, block),
                                           argnums=(0, 1, 2, 3), has_aux=True))(*args)
                for impl in ("parallel", "reference")]
   (_, outputs), grads = results[0]
@@ -59,9 +62,11 @@ def test_parallel_scan_matches_the_loop(dtype, activation, moments, with_lengths
     np.testing.assert_allclose(got / scale, want / scale, **tol)
 
 
-def test_parallel_scan_matches_a_numpy_loop_over_a_long_sequence():
+@pytest.mark.parametrize("block", [0, 45])
+def test_parallel_scan_matches_a_numpy_loop_over_a_long_sequence(block):
   """T = 2000 with u near 1 (products of u over the sequence about 1/e to e),
-  in float64: the composed maps are exact up to rounding."""
+  in float64: the composed maps are exact up to rounding (one scan, and blocks
+  of 45 steps with a padded last block)."""
   rng = np.random.default_rng(1)
   steps, batch, hidden = 2000, 3, 5
   z = rng.normal(scale=0.1, size=(steps, batch, hidden))
@@ -73,7 +78,7 @@ def test_parallel_scan_matches_a_numpy_loop_over_a_long_sequence():
     expected.append(h)
   with jax.enable_x64(True):
     scan = jax.jit(lambda z, u: associative.elementwise_scan(
-        z, u, jnp.zeros((batch, hidden), z.dtype))[:2])
+        z, u, jnp.zeros((batch, hidden), z.dtype), block=block)[:2])
     hs, last = scan(jnp.asarray(z), jnp.asarray(u))
   assert hs.dtype == jnp.float64
   np.testing.assert_allclose(hs, np.stack(expected), rtol=1e-10, atol=1e-11)
@@ -99,14 +104,16 @@ def test_composed_clipped_maps_apply_one_after_the_other():
   np.testing.assert_allclose(composed, in_turn, rtol=1e-12, atol=1e-12)
 
 
-def test_a_layer_with_batch_norm_gives_the_same_loss_and_gradients_either_way():
+@pytest.mark.parametrize("block", [0, 4])
+def test_a_layer_with_batch_norm_gives_the_same_loss_and_gradients_either_way(block):
   """An IndRNN layer with batch norm over the valid steps of a padded batch,
-  impl parallel against sequential, from the same parameters."""
+  impl parallel (one scan, and blocks of 4 steps) against sequential, from the
+  same parameters."""
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.normal(size=(4, 9, 3)), jnp.float32)  # [B, T, D]
   lengths = jnp.array([9, 5, 2, 7])
   layer = {impl: layers.RecurrentLayer(cells.get("indrnn")(features=6, input_std=0.5,
-                                                           impl=impl),
+                                                           impl=impl, parallel_block=block),
                                        norm="sequence")
            for impl in ("sequential", "parallel")}
   variables = layer["sequential"].init(jax.random.PRNGKey(0), x, seq_lengths=lengths,
@@ -135,3 +142,8 @@ def test_auto_runs_the_loop_on_a_cpu_and_parallel_refuses_tanh():
   options.update(impl="parallel", activation="tanh")
   with pytest.raises(ValueError, match=r"model\.cells\.indrnn\.impl"):
     cells.get("indrnn").check_options(options, "model.cells.indrnn")
+  options.update(impl="parallel", activation="relu", parallel_block=-1)
+  with pytest.raises(ValueError, match=r"model\.cells\.indrnn\.parallel_block"):
+    cells.get("indrnn").check_options(options, "model.cells.indrnn")
+  with pytest.raises(ValueError, match="block"):
+    associative.indrnn_scan(*_args(jnp.float32), block=-1)

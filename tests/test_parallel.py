@@ -24,12 +24,16 @@ SCRIPT = textwrap.dedent("""
 
     if len(sys.argv) > 4:  # coordinator address, number of processes, process id
       parallel.initialize(sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
-    cell, _, impl = sys.argv[3].partition(":")  # "indrnn:parallel": that impl.
+    # "indrnn:parallel": that impl; "indrnn:parallel:3": and blocks of 3 steps.
+    cell, _, impl = sys.argv[3].partition(":")
+    impl, _, block = impl.partition(":")
     cfg = tiny_config("lstm" if cell == "gru" else cell, num_steps=6, eval_every=6,
                       checkpoint_every=6)
     cfg.model.cell = cell
     if impl:
       cfg.model.cells.indrnn.impl = impl
+    if block:
+      cfg.model.cells.indrnn.parallel_block = int(block)
     if cell == "indrnn":
       cfg.model.norm = "sequence"  # Batch statistics must be global over the mesh.
       cfg.model.bidirectional = True
@@ -69,11 +73,13 @@ def test_four_devices_match_one(tmp_path, cell):
 
 
 @pytest.mark.slow
-def test_parallel_indrnn_over_four_devices_matches_the_loop_on_one(tmp_path):
-  """The associative-scan IndRNN (its gradients summed over the devices by its
-  own backward pass) trained on 4 devices ends where the loop on 1 does."""
+@pytest.mark.parametrize("parallel", ["indrnn:parallel", "indrnn:parallel:3"])
+def test_parallel_indrnn_over_four_devices_matches_the_loop_on_one(tmp_path, parallel):
+  """The associative-scan IndRNN (one scan, and blocks of 3 steps; its
+  gradients summed over the devices by its own backward pass) trained on 4
+  devices ends where the loop on 1 does."""
   (one, one_mse), (four, four_mse) = (_run(tmp_path, 1, "indrnn"),
-                                      _run(tmp_path, 4, "indrnn:parallel"))
+                                      _run(tmp_path, 4, parallel))
   np.testing.assert_allclose(four, one, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(four_mse, one_mse, rtol=1e-4)
 

@@ -36,6 +36,10 @@ class IndRNNCell(RecurrentCellBase):
   # The time loop: sequential (fused loop) | parallel (associative scans, O(log T)
   # deep; relu and identity) | auto (parallel on an accelerator, else sequential)
   impl: str = "sequential"
+  # impl parallel: steps per block of a two-level scan (a loop inside the blocks,
+  # an associative scan across them; several times faster on a CPU); 0 = one
+  # associative scan over all steps (the least depth, for accelerators)
+  parallel_block: int = 0
 
   choices = {"activation": tuple(recurrences.ACTIVATIONS), "u_init": U_INITS,
              "last_layer_u": LAST_LAYER_U, "impl": associative.IMPLS}
@@ -43,7 +47,7 @@ class IndRNNCell(RecurrentCellBase):
   @classmethod
   def check_options(cls, options, where):
     super().check_options(options, where)
-    for key in ("max_magnitude", "min_magnitude"):
+    for key in ("max_magnitude", "min_magnitude", "parallel_block"):
       if options[key] < 0:
         raise ValueError(f"{where}.{key} must be >= 0, got {options[key]}")
     if options["impl"] == "parallel" and options["activation"] not in associative.CLIPS:
@@ -79,7 +83,7 @@ class IndRNNCell(RecurrentCellBase):
     state = self.initial_state(z) if state is None else state
     if associative.resolve_impl(self.impl, self.activation) == "parallel":
       return associative.elementwise_scan(z, self.u, state, self.activation, bias, moments,
-                                          lengths)
+                                          lengths, self.parallel_block)
     return recurrences.elementwise_scan(z, self.u, state, self.activation, self.unroll,
                                         bias, moments, lengths)
 
