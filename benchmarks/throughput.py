@@ -24,10 +24,12 @@
    Cases (--quick): T=784, input 1, 10 classes from the last step, Adam, as
    configs/sequential_mnist.py: LSTM 1x128 at B=32 and 128, IRNN 1x100 B=128,
    GRU and tanh RNN 1x128 B=32, IndRNN 6x128 B=32 with batch norm; and IndRNN
-   with impl "parallel" (associative scans) at T=784 and, on the adding
-   problem (configs/adding.py), both impls at T=5000, 2x128, B=50. The full
-   run adds the grid of every cell at 1 and 6 layers, B=32 and 128, the adding
-   problem at T=1000 and 5000, and IndRNN 6x128 T=5000 for memory.
+   with impl "parallel" (the two-level scan, blocks of about sqrt(T) steps) at
+   T=784 and, on the adding problem (configs/adding.py), both impls at T=5000,
+   2x128, B=50. The full run adds impl "parallel" as one associative scan over
+   all steps (block 0) at those shapes, the grid of every cell at 1 and 6
+   layers, B=32 and 128, the adding problem at T=1000 and 5000, and IndRNN
+   6x128 T=5000 for memory.
 
 Malloc: both sides run with glibc malloc set to keep freed memory
 (irnn_jax/host_memory.py: this process, and each PyTorch child through its
@@ -107,6 +109,7 @@ class Case:
   layers: int
   hidden: int = 128
   impl: str = "sequential"  # IndRNN's time loop: sequential | parallel.
+  block: int = 0  # impl parallel: steps per block of the two-level scan; 0 = one scan.
   peers: bool = True  # False: the rows of an equal shape measured the peers.
   torch: bool = True
   plain_scan: bool = False
@@ -122,7 +125,14 @@ class Case:
 
   @property
   def name(self) -> str:
-    return f"{self.cell} {self.shape}" + ("" if self.impl == "sequential" else f" {self.impl}")
+    return f"{self.cell} {self.shape}" + ("" if self.impl == "sequential" else f" {self.own}")
+
+  @property
+  def own(self) -> str:
+    """The implementation's name after "irnn_jax"."""
+    if self.impl == "sequential":
+      return ""
+    return self.impl + (f" block={self.block}" if self.block else "")
 
 
 def task_shape(task: str) -> tuple[str, int, int]:
@@ -136,18 +146,19 @@ def cases(quick: bool) -> list[Case]:
              Case("irnn", "smnist", 784, 128, 1, hidden=100),
              Case("gru", "smnist", 784, 32, 1), Case("rnn", "smnist", 784, 32, 1),
              Case("indrnn", "smnist", 784, 32, 6, plain_scan=True),
-             Case("indrnn", "smnist", 784, 32, 6, impl="parallel", peers=False),
+             Case("indrnn", "smnist", 784, 32, 6, impl="parallel", block=28, peers=False),
              Case("indrnn", "adding", 5000, 50, 2),
-             Case("indrnn", "adding", 5000, 50, 2, impl="parallel", peers=False)]
+             Case("indrnn", "adding", 5000, 50, 2, impl="parallel", block=71, peers=False)]
   if quick:
     return targets
   memory = Case("indrnn", "adding", 5000, 32, 6, norm=True, remat=True, memory=True)
+  one_scan = [dataclasses.replace(c, block=0) for c in targets if c.impl == "parallel"]
   done = {(c.cell, c.shape) for c in targets}
   grid = [Case(c, "smnist", 784, b, n) for c in CELLS for n in (1, 6) for b in (32, 128)]
   grid += [Case(c, "adding", t, 50, 2 if c == "indrnn" else 1)
            for t in (1000, 5000) for c in CELLS]
   grid = [c for c in grid if (c.cell, c.shape) not in done]
-  return targets + [memory, dataclasses.replace(memory, remat=False)] + grid
+  return targets + one_scan + [memory, dataclasses.replace(memory, remat=False)] + grid
 
 
 def case_config(case: Case):
@@ -165,6 +176,7 @@ def case_config(case: Case):
   c.data.batch_size = case.batch
   if case.cell == "indrnn":
     c.model.cells.indrnn.impl = case.impl
+    c.model.cells.indrnn.parallel_block = case.block
   if case.norm is not None:
     c.model.norm = "sequence" if case.norm else "none"
   if case.remat is not None:
@@ -460,7 +472,7 @@ def measured_rows(case: Case, args, have_torch: bool, device_counts) -> list[dic
   base = {"model": case.cell, "shape": case.shape, "case": case.name, "task": case.task,
           "seq_len": case.seq_len, "batch": case.batch, "layers": case.layers,
           "hidden": case.hidden, "memory_target": case.memory, "flops_per_step": flops}
-  own = "irnn_jax" + ("" if case.impl == "sequential" else f" {case.impl}")
+  own = "irnn_jax" + (f" {case.own}" if case.own else "")
   rows = []
   for devices in device_counts:
     mesh = device_mesh(devices)
