@@ -39,20 +39,33 @@ def _median_ms(fn, *args) -> float:
   return 1e3 * statistics.median(timings)
 
 
+def products(steps: int):
+  """(pairs, kernel_grad), jitted: pairs(h, w, w_t) chains `steps` forward and
+  reverse step products, h -> (h w) w_t; kernel_grad(h, da) = h^T da."""
+  import jax
+  pairs = jax.jit(lambda h, w, w_t: jax.lax.fori_loop(0, steps, lambda _, h: (h @ w) @ w_t, h))
+  return pairs, jax.jit(lambda h, da: h.T @ da)
+
+
 def product_ms(batch: int, hidden: int, gates: int, steps: int = STEPS) -> tuple[float, float]:
   """(ms of `steps` chained forward and reverse step products, ms of dW_h)."""
   import jax
-  import jax.numpy as jnp
   keys = jax.random.split(jax.random.PRNGKey(0), 3)
   w = jax.random.orthogonal(keys[0], gates * hidden)[:hidden]  # [H, GH], w w^T = I.
   on_device = lambda *arrays: jax.device_put(arrays, jax.devices()[0])
-  pairs = jax.jit(lambda h, w, w_t: jax.lax.fori_loop(0, steps, lambda _, h: (h @ w) @ w_t, h))
-  kernel_grad = jax.jit(lambda h, da: h.T @ da)
+  pairs, kernel_grad = products(steps)
   loop = _median_ms(pairs, *on_device(jax.random.normal(keys[1], (batch, hidden)), w, w.T))
   rows = steps * batch
   after = _median_ms(kernel_grad, *on_device(jax.random.normal(keys[1], (rows, hidden)),
                                              jax.random.normal(keys[2], (rows, gates * hidden))))
   return loop, after
+
+
+def table_row(model: str, batch: int, hidden: int, loop_ms: float, after_ms: float) -> str:
+  """One markdown row: the times, their sum and the sequences/s it allows."""
+  total = loop_ms + after_ms
+  return (f"| {model} | {batch} | {hidden} | {loop_ms:.1f} | {after_ms:.1f} | {total:.1f} "
+          f"| {1e3 * batch / total:,.0f} |")
 
 
 def main(argv=None):
@@ -67,9 +80,7 @@ def main(argv=None):
   print("| model | B | H | loop products ms | dW_h ms | sum ms | at most seq/s |")
   print("|---|---|---|---|---|---|---|")
   for model, batch, hidden, gates in SHAPES:
-    loop, after = product_ms(batch, hidden, gates)
-    print(f"| {model} | {batch} | {hidden} | {loop:.1f} | {after:.1f} | {loop + after:.1f} "
-          f"| {1e3 * batch / (loop + after):,.0f} |", flush=True)
+    print(table_row(model, batch, hidden, *product_ms(batch, hidden, gates)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""The throughput benchmark's timing and ratios, with fake timers (no model)."""
+"""The benchmark tools: timing and ratios with fake timers, the bare products and the
+step breakdown's pieces at tiny shapes."""
 
 import argparse
 import statistics
 
+import numpy as np
 import pytest
 
 from benchmarks import throughput
@@ -117,3 +119,59 @@ def test_the_pytorch_child_answers_step_counts_and_reports_memory():
   info = timer.close()
   assert info["threads"] == 1 and info["peak_mb"] >= 0
   assert timer.process.returncode == 0
+
+
+def test_the_product_chain_is_the_loop_it_times():
+  from benchmarks import product_bound
+  rng = np.random.default_rng(0)
+  h, w = rng.normal(size=(4, 6)), 0.3 * rng.normal(size=(6, 24))
+  pairs, kernel_grad = product_bound.products(steps=3)
+  expected = h
+  for _ in range(3):
+    expected = (expected @ w) @ w.T
+  np.testing.assert_allclose(pairs(h, w, w.T), expected, rtol=1e-4)
+  rows, das = rng.normal(size=(10, 6)), rng.normal(size=(10, 24))
+  outer_sum = sum(np.outer(rows[i], das[i]) for i in range(10))
+  np.testing.assert_allclose(kernel_grad(rows, das), outer_sum, rtol=1e-4, atol=1e-5)
+
+
+def test_the_product_bound_is_the_batch_over_the_summed_times():
+  from benchmarks import product_bound
+  assert product_bound.table_row("lstm", 32, 128, 60.0, 20.0) == (
+      "| lstm | 32 | 128 | 60.0 | 20.0 | 80.0 | 400 |")  # 32 sequences in 80 ms.
+
+
+def test_the_loop_free_stand_in_returns_what_the_recurrence_returns():
+  import jax
+  from benchmarks import step_breakdown
+  from irnn_jax import recurrences
+  rng = np.random.default_rng(1)
+  z, u, bias = rng.normal(size=(9, 4, 6)), rng.uniform(size=6), rng.normal(size=6)
+  h0 = np.zeros((4, 6))
+  for moments in (False, True):
+    stand_in = step_breakdown.loop_free_scan(z, u, h0, "relu", 1, bias=bias, moments=moments)
+    real = recurrences.elementwise_scan(z, u, h0, "relu", 1, bias=bias, moments=moments)
+    shapes = lambda tree: jax.tree.map(lambda a: np.shape(a), tree)
+    assert shapes(stand_in) == shapes(real)
+  np.testing.assert_allclose(stand_in[0], np.maximum(z + bias + 0.5 * u, 0.0))
+
+
+def test_best_ms_is_the_best_mean_over_repeats(monkeypatch):
+  from benchmarks import step_breakdown
+  clock, durations = [0.0], iter([9.0] + [0.004] * 4 + [0.002] * 4 + [0.003] * 4)
+
+  def run():  # Each call advances the clock by its duration (the first: the warm-up).
+    clock[0] += next(durations)
+    return np.zeros(1)
+
+  monkeypatch.setattr(step_breakdown.time, "perf_counter", lambda: clock[0])
+  assert step_breakdown.best_ms(run, repeats=3, calls=4) == pytest.approx(2.0)
+
+
+@pytest.mark.slow
+def test_step_breakdown_times_a_small_indrnn_training_step():
+  from benchmarks import step_breakdown
+  case = throughput.Case("indrnn", "adding", 9, 4, 2, hidden=6, norm=True)
+  for fold_norm in (True, False):
+    ms = step_breakdown.step_ms(throughput.case_config(case), fold_norm=fold_norm, case=case)
+    assert 0 < ms < 60_000
