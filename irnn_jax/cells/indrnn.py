@@ -34,10 +34,12 @@ class IndRNNCell(RecurrentCellBase):
   # above the low end of its initial range, so u^T cannot fall below it.
   last_layer_u_floor: bool = False
   # The time loop: sequential (fused loop) | parallel (associative scans, O(log T)
-  # deep; relu and identity) | auto (parallel on an accelerator, else sequential)
+  # deep with parallel_block 0; relu and identity) | auto (parallel on an
+  # accelerator, else sequential)
   impl: str = "sequential"
   # impl parallel: steps per block of a two-level scan (a loop inside the blocks,
-  # an associative scan across them; several times faster on a CPU); 0 = one
+  # an associative scan across them, depth O(C + log(T/C)); about 2x faster than
+  # one scan on a CPU with C near sqrt(T)); 0 = one
   # associative scan over all steps (the least depth, for accelerators)
   parallel_block: int = 0
 
