@@ -122,11 +122,9 @@ def _blocked_forward(b, u, h0, lengths, activation, block):
   steps = b.shape[0]
   blocked = _blocks(b, block)
   count = blocked.shape[0]
-  limit = None  # Steps at or past it (the padding, a row's end) are identity maps.
-  if lengths is not None:
-    limit = jnp.minimum(lengths, steps)[:, None]
-  elif count * block > steps:
-    limit = steps
+  # Steps at or past a row's length are identity maps. The padding needs none:
+  # it only reaches outputs past T and the last block's map, which no block uses.
+  limit = None if lengths is None else jnp.minimum(lengths, steps)[:, None]
 
   def step_maps(j):
     valid = None if limit is None else jnp.arange(count)[:, None, None] * block + j < limit
