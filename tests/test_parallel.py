@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
 
     if len(sys.argv) > 4:  # coordinator address, number of processes, process id
       parallel.initialize(sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
-    # "indrnn:parallel": that impl; "indrnn:parallel:5": and blocks of 3 steps.
+    # "indrnn:parallel": that impl; "indrnn:parallel:5": and blocks of 5 steps.
     cell, _, impl = sys.argv[3].partition(":")
     impl, _, block = impl.partition(":")
     cfg = tiny_config("lstm" if cell == "gru" else cell, num_steps=6, eval_every=6,

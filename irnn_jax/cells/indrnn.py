@@ -37,10 +37,10 @@ class IndRNNCell(RecurrentCellBase):
   # deep with parallel_block 0; relu and identity) | auto (parallel on an
   # accelerator, else sequential)
   impl: str = "sequential"
-  # impl parallel: steps per block of a two-level scan (a loop inside the blocks,
-  # an associative scan across them, depth O(C + log(T/C)); about 2x faster than
-  # one scan on a CPU with C near sqrt(T)); 0 = one
-  # associative scan over all steps (the least depth, for accelerators)
+  # impl parallel: steps C per block of a two-level scan (a loop inside the
+  # blocks, an associative scan across them, depth O(C + log(T/C)); about 2x
+  # faster than one scan on a CPU with C near sqrt(T)); 0 = one associative
+  # scan over all steps (the least depth, for accelerators)
   parallel_block: int = 0
 
   choices = {"activation": tuple(recurrences.ACTIVATIONS), "u_init": U_INITS,
