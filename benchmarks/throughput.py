@@ -125,7 +125,7 @@ class Case:
 
   @property
   def name(self) -> str:
-    return f"{self.cell} {self.shape}" + ("" if self.impl == "sequential" else f" {self.own}")
+    return f"{self.cell} {self.shape}" + (f" {self.own}" if self.own else "")
 
   @property
   def own(self) -> str:
