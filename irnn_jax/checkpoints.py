@@ -8,6 +8,7 @@ whose parameters do not fit the model is a config error, not a broken file.
 
 import dataclasses
 import os
+import sys
 import time
 
 from absl import logging
@@ -37,6 +38,37 @@ def _shapes(tree) -> dict:
   """{path: shape} of the arrays (or array metadata) in `tree`."""
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
   return {jax.tree_util.keystr(path): tuple(getattr(leaf, "shape", ())) for path, leaf in leaves}
+
+
+def _is_callback_on_closed_loop(unraisable) -> bool:
+  """Whether an unraisable exception is asyncio refusing a callback because its
+  event loop is closed (raised inside `call_soon_threadsafe`)."""
+  error, tb = unraisable.exc_value, unraisable.exc_traceback
+  if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+    return False
+  while tb is not None:
+    if tb.tb_frame.f_code.co_name == "call_soon_threadsafe":
+      return True
+    tb = tb.tb_next
+  return False
+
+
+def _drop_callbacks_on_closed_loops():
+  """When a restore fails, orbax closes its event loop while tensorstore still
+  finishes the checkpoint's other reads; each of their callbacks then prints a
+  traceback (dozens for one checkpoint) and can no longer do anything. From the
+  first restore that may fall back on, sys.unraisablehook drops exactly those
+  and passes everything else to the hook it replaces."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_callbacks_on_closed_loops", False):
+    return
+
+  def hook(unraisable):
+    if not _is_callback_on_closed_loop(unraisable):
+      previous(unraisable)
+
+  hook.drops_callbacks_on_closed_loops = True
+  sys.unraisablehook = hook
 
 
 def _first_line(error: Exception) -> str:
@@ -74,6 +106,7 @@ class Checkpointer:
                                 f"steps: {sorted(self._manager.all_steps())}")
       return self._restore_step(like, step)
     tried = sorted(self._manager.all_steps(), reverse=True)
+    _drop_callbacks_on_closed_loops()
     for candidate in tried:
       try:
         self._check_params_fit(like, candidate)

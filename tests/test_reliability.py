@@ -2,6 +2,7 @@
 that fall back, non-finite stops that keep good parameters, interrupts that
 save, and errors a person can read. docs/reliability.md lists them."""
 
+import asyncio
 import json
 import os
 import random
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -142,6 +144,8 @@ def _corrupt(step_dir: str, how: str):
         os.remove(path)
 
 
+# A failed restore used to print one traceback per pending read; it must print none.
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("how", ["truncated", "garbled", "missing"])
 def test_an_unreadable_latest_checkpoint_falls_back_to_the_one_before(tmp_path, how, caplog,
                                                                      uninterrupted):
@@ -155,6 +159,32 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_one_before(tmp_path, 
   moved = os.listdir(os.path.join(path, checkpoints.UNREADABLE))
   assert len(moved) == 1 and moved[0].startswith("20.")
   assert checkpoints.saved_steps(os.path.join(path, "checkpoints")) == [10, 20]
+
+
+def _unraisable(error: BaseException):
+  return types.SimpleNamespace(exc_type=type(error), exc_value=error,
+                               exc_traceback=error.__traceback__, err_msg=None, object=None)
+
+
+def test_only_callbacks_refused_by_a_closed_event_loop_are_dropped(monkeypatch):
+  loop = asyncio.new_event_loop()
+  loop.close()
+  try:
+    loop.call_soon_threadsafe(lambda: None)
+  except RuntimeError as e:
+    refused = e
+  try:
+    raise RuntimeError("Event loop is closed")  # The same words from elsewhere.
+  except RuntimeError as e:
+    elsewhere = e
+  seen = []
+  monkeypatch.setattr(sys, "unraisablehook", seen.append)
+  checkpoints._drop_callbacks_on_closed_loops()
+  checkpoints._drop_callbacks_on_closed_loops()  # Installed once, not wrapped twice.
+  for error in (refused, elsewhere, ValueError("other")):
+    sys.unraisablehook(_unraisable(error))
+  passed = [u.exc_value for u in seen]
+  assert len(passed) == 2 and passed[0] is elsewhere and isinstance(passed[1], ValueError)
 
 
 def test_no_readable_checkpoint_is_an_error_that_lists_them(tmp_path):
