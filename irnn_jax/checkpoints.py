@@ -57,8 +57,8 @@ def _drop_callbacks_on_closed_loops():
   """When a restore fails, orbax closes its event loop while tensorstore still
   finishes the checkpoint's other reads; each of their callbacks then prints a
   traceback (dozens for one checkpoint) and can no longer do anything. From the
-  first restore that may fall back on, sys.unraisablehook drops exactly those
-  and passes everything else to the hook it replaces."""
+  first restore on, sys.unraisablehook drops exactly those and passes
+  everything else to the hook it replaces."""
   previous = sys.unraisablehook
   if getattr(previous, "drops_callbacks_on_closed_loops", False):
     return
@@ -100,13 +100,13 @@ class Checkpointer:
     shardings of `like`. A latest one that cannot be read is moved aside, in
     one logged line, and the next older one tried; CheckpointError when none
     can. CheckpointMismatch when a checkpoint's parameters do not fit `like`."""
+    _drop_callbacks_on_closed_loops()
     if step is not None:
       if step not in self._manager.all_steps():
         raise FileNotFoundError(f"no checkpoint of step {step} in {self.directory}; saved "
                                 f"steps: {sorted(self._manager.all_steps())}")
       return self._restore_step(like, step)
     tried = sorted(self._manager.all_steps(), reverse=True)
-    _drop_callbacks_on_closed_loops()
     for candidate in tried:
       try:
         self._check_params_fit(like, candidate)
