@@ -144,7 +144,7 @@ def _corrupt(step_dir: str, how: str):
         os.remove(path)
 
 
-# A failed restore used to print one traceback per pending read; it must print none.
+# A failed restore leaves no traceback of orbax's pending reads on stderr.
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("how", ["truncated", "garbled", "missing"])
 def test_an_unreadable_latest_checkpoint_falls_back_to_the_one_before(tmp_path, how, caplog,
