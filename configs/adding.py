@@ -34,7 +34,7 @@ LONG = "indrnn_t5000"
 def get_config(variant: str = "indrnn"):
   if variant == LONG:
     return long_config()
-  cell, paper = configlib.split_variant(variant, VARIANTS, "adding")
+  cell, paper = configlib.split_variant(variant, VARIANTS, "adding", (LONG,))
   c = configlib.base_config()
   c.data.name = "adding"
   c.data.seq_len = 100

@@ -192,12 +192,14 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def split_variant(variant: str, choices, experiment: str) -> tuple[str, bool]:
-  """"NAME" or "NAME_paper" -> (NAME, whether the paper-sized setting is asked)."""
+def split_variant(variant: str, choices, experiment: str, others=()) -> tuple[str, bool]:
+  """"NAME" or "NAME_paper" -> (NAME, whether the paper-sized setting is asked);
+  `others`: the config file's variants of its own, named in the error."""
   name = variant.removesuffix("_paper")
   if name not in choices:
+    also = f", or one of {tuple(others)}" if others else ""
     raise ValueError(f"unknown {experiment} variant {variant!r}; choose from "
-                     f"{tuple(choices)} with an optional _paper suffix")
+                     f"{tuple(choices)} with an optional _paper suffix{also}")
   return name, variant.endswith("_paper")
 
 

@@ -19,9 +19,11 @@ def test_every_adding_variant_trains_one_step(variant, tmp_path):
   assert metrics["step"] == 1 and metrics["test/mse"] > 0
 
 
-def test_unknown_variant():
-  with pytest.raises(ValueError, match="unknown adding variant"):
+def test_an_unknown_variant_lists_every_variant_the_file_accepts():
+  with pytest.raises(ValueError, match="unknown adding variant") as error:
     adding.get_config("transformer")
+  for variant in adding.VARIANTS + (adding.LONG,):
+    assert repr(variant) in str(error.value)
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -188,6 +188,15 @@ def test_fewer_than_two_classes_is_an_error(tmp_path):
     sf.read_ts(ts)
 
 
+def test_splits_with_different_feature_counts_name_each_split_and_its_count(tmp_path):
+  x, lengths, labels = _labelled()
+  path = _npz(tmp_path, x_train=x, y_train=labels, x_test=x[..., :1], y_test=labels)
+  said = _at(path, ": x_train, 1 in ", re.escape(path), ": x_test$")
+  with pytest.raises(SequenceFileError, match="^every split needs the same number of "
+                     "features a step; got 2 in " + said):
+    sequences.build_arrays(_cfg(path), 0, "")
+
+
 def test_a_split_with_x_but_no_y_names_the_missing_array(tmp_path):
   path = _npz(tmp_path, x_train=np.zeros((2, 3)), y_train=np.array([0, 1]),
               x_valid=np.zeros((2, 3)))

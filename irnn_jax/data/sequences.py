@@ -206,6 +206,10 @@ def build_from(splits: dict, data_cfg, seed: int, workdir: str, declared=None):
     if len(set(names)) < 2:
       raise SequenceFileError(f"{train.where}: {len(set(names))} class(es) in the training "
                               "labels; classification needs at least two")
+  if len({s.x.shape[2] for s in splits.values()}) > 1:
+    raise SequenceFileError(
+        "every split needs the same number of features a step; got "
+        + ", ".join(f"{s.x.shape[2]} in {s.where}" for s in splits.values()))
   if "valid" not in splits and data_cfg.valid_fraction > 0:
     n = len(train.lengths)
     size = max(1, round(data_cfg.valid_fraction * n))
@@ -222,10 +226,6 @@ def build_from(splits: dict, data_cfg, seed: int, workdir: str, declared=None):
   if data_cfg.batch_size > n_train:
     raise ValueError(f"config.data.batch_size={data_cfg.batch_size} exceeds the {n_train} "
                      "training examples")
-  channels = {s.x.shape[2] for s in splits.values()}
-  if len(channels) > 1:
-    raise SequenceFileError(", ".join(f"{s.where}: {s.x.shape[2]}" for s in splits.values())
-                            + ": channels differ between splits")
   seq_len = max(int(s.lengths.max()) for s in splits.values())
   if data_cfg.seq_len not in (0, seq_len):
     raise ValueError(f"config.data.seq_len={data_cfg.seq_len}, but the longest sequence has "
