@@ -189,9 +189,9 @@ def test_fewer_than_two_classes_is_an_error(tmp_path):
 
 
 def test_splits_with_different_feature_counts_name_each_split_and_its_count(tmp_path):
-  x, lengths, labels = _labelled()
+  x, _, labels = _labelled()
   path = _npz(tmp_path, x_train=x, y_train=labels, x_test=x[..., :1], y_test=labels)
-  said = _at(path, ": x_train, 1 in ", re.escape(path), ": x_test$")
+  said = _at(path, ": x_train, 1 in ") + _at(path, ": x_test$")
   with pytest.raises(SequenceFileError, match="^every split needs the same number of "
                      "features a step; got 2 in " + said):
     sequences.build_arrays(_cfg(path), 0, "")
